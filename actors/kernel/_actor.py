@@ -1,0 +1,386 @@
+"""Actor, ActorRef and the cell that runs successive instances of one actor.
+
+A *cell* is the runtime's record of one named actor: its bounded mailbox, its
+statistics and the currently running instance. The cell outlives instances:
+when a supervisor restarts a crashed actor, the fresh instance (made by the
+child's factory) consumes the same mailbox, so messages queued during the
+restart are kept and every :class:`ActorRef` stays valid. The message whose
+handling crashed the actor is not redelivered (it is counted as failed).
+
+Messages travel as ``(message, reply)`` tuples: ``reply`` is ``None`` for a
+``tell`` and a future for an ``ask``. System messages (stop, child exits,
+supervisor requests) go through a separate unbounded lane that the loop reads
+before user messages, so a full mailbox never delays a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+import anyio.abc
+
+from ._errors import ActorStopped, AskTimeout, MailboxFull
+from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from ._system import ActorSystem
+
+log = logging.getLogger("actors.kernel")
+
+DEFAULT_MAILBOX_SIZE = 1000
+DEFAULT_ASK_TIMEOUT = 5.0
+
+
+class _Stop:
+    """System message: finish the current message, then stop (normal exit)."""
+
+    __slots__ = ()
+
+
+STOP = _Stop()
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStatistics:
+    name: str
+    state: str
+    queued: int
+    mailbox_size: int
+    handled: int
+    failed: int
+    dead_letters: int
+    restarts: int
+
+
+class Actor:
+    """Base class of every actor: override :meth:`receive` and, if needed, the hooks.
+
+    An instance handles one message at a time, so its attributes need no locks.
+    Exceptions raised by :meth:`receive` are re-raised to an ``ask`` caller and
+    also crash the actor: its supervisor decides whether it is restarted.
+    """
+
+    #: Seconds ``on_stop`` may take before it is cancelled.
+    stop_timeout: ClassVar[float] = 5.0
+
+    _cell: _Cell
+    _task_group: anyio.abc.TaskGroup
+
+    async def on_start(self) -> None:
+        """Called before the first message; the actor counts as started when it returns."""
+
+    async def on_stop(self) -> None:
+        """Called once after the last message, on normal stop, crash or shutdown."""
+
+    async def receive(self, message: Any) -> Any:
+        """Handle one message; the return value is the reply to an ``ask``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement receive()")
+
+    @property
+    def ref(self) -> ActorRef:
+        return self._cell.ref
+
+    @property
+    def name(self) -> str:
+        return self._cell.name
+
+    @property
+    def system(self) -> ActorSystem:
+        return self._cell.system
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup:
+        """A task group owned by this instance: its tasks end when the instance stops,
+        and an exception in one of them crashes the actor."""
+        return self._task_group
+
+    def stop(self) -> None:
+        """Ask to stop for good after the current message (the supervisor will not restart it)."""
+        self._cell.request_termination()
+
+    def finish(self) -> None:
+        """End this instance normally after the current message; the supervisor then
+        applies the restart type (permanent restarts it, transient and temporary do not)."""
+        self._cell.post_system(STOP)
+
+    async def handle_system(self, message: Any) -> bool:
+        """Handle a system message; return False to stop. Supervisors extend this."""
+        if message is STOP:
+            return False
+        raise TypeError(f"{self.name}: unknown system message {message!r}")
+
+
+class _Cell:
+    """The runtime's record of one named actor (see the module docstring)."""
+
+    __slots__ = (
+        "failed",
+        "handled",
+        "mailbox",
+        "name",
+        "parent",
+        "ref",
+        "restarts",
+        "state",
+        "sysq",
+        "system",
+    )
+
+    def __init__(
+        self, system: ActorSystem, name: str, mailbox_size: int, parent: _Cell | None
+    ) -> None:
+        self.system = system
+        self.name = name
+        self.parent = parent
+        self.mailbox = Mailbox(mailbox_size)
+        self.sysq: deque[Any] = deque()
+        self.handled = 0
+        self.failed = 0
+        self.restarts = 0
+        self.state = "new"
+        ref = object.__new__(ActorRef)
+        ref._cell = self
+        self.ref = ref
+
+    def post_system(self, message: Any) -> None:
+        self.sysq.append(message)
+        self.mailbox.wake_receiver()
+
+    def request_termination(self) -> None:
+        """Stop for good: through the parent supervisor when there is one."""
+        if self.parent is not None:
+            from ._supervisor import TerminateChild
+
+            self.parent.post_system(TerminateChild(self.name, None))
+        else:
+            self.post_system(STOP)
+
+    def dead_letter(self, message: Any, reply: asyncio.Future[Any] | None, reason: str) -> None:
+        self.system.dead_letters.record(self.name, message, reason)
+        if reply is not None and not reply.done():
+            reply.set_exception(ActorStopped(f"actor {self.name!r} is stopped ({reason})"))
+
+    def close(self, reason: str) -> None:
+        """Close the mailbox for good; whatever is queued becomes dead letters."""
+        for message, reply in self.mailbox.close():
+            self.dead_letter(message, reply, reason)
+        self.state = "stopped"
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            name=self.name,
+            state=self.state,
+            queued=len(self.mailbox),
+            mailbox_size=self.mailbox.statistics().max_size,
+            handled=self.handled,
+            failed=self.failed,
+            dead_letters=self.system.dead_letters.count_for(self.name),
+            restarts=self.restarts,
+        )
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The single real error inside (nested) one-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(AskTimeout(f"no reply from actor {name!r} within {timeout:g} s"))
+
+
+class ActorRef:
+    """The only handle to an actor that others get; made by the runtime, never by users."""
+
+    __slots__ = ("_cell",)
+    _cell: _Cell
+
+    def __init__(self) -> None:
+        raise TypeError("ActorRef is created by the runtime: use ActorSystem.spawn or lookup")
+
+    @property
+    def name(self) -> str:
+        return self._cell.name
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.name} {self._cell.state}>"
+
+    async def tell(self, message: Any) -> None:
+        """Send without waiting for a reply; waits while the mailbox is full (backpressure).
+
+        A message to a stopped actor goes to the dead letters (counted and logged).
+        """
+        mailbox = self._cell.mailbox
+        try:
+            mailbox.send_nowait((message, None))
+            return
+        except MailboxFull:
+            pass
+        except ActorStopped:
+            self._cell.dead_letter(message, None, "stopped")
+            return
+        try:
+            await mailbox.send((message, None))
+        except ActorStopped:
+            self._cell.dead_letter(message, None, "stopped")
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send without waiting; raises :class:`MailboxFull` when the mailbox is full."""
+        try:
+            self._cell.mailbox.send_nowait((message, None))
+        except ActorStopped:
+            self._cell.dead_letter(message, None, "stopped")
+
+    async def ask(self, message: Any, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send and wait for the reply (the handler's return value).
+
+        Raises the handler's own exception if it failed, :class:`AskTimeout` if no
+        reply came within ``timeout`` seconds (waiting for mailbox room included),
+        and :class:`ActorStopped` if the actor is stopped.
+        """
+        cell = self._cell
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
+        envelope = (message, reply)
+        handle = None
+        deadline = math.inf
+        if timeout is not None and not math.isinf(timeout):
+            deadline = loop.time() + timeout
+            handle = loop.call_at(deadline, _expire, reply, cell.name, timeout)
+        try:
+            try:
+                cell.mailbox.send_nowait(envelope)
+            except MailboxFull:
+                await self._send_before(envelope, reply, deadline)
+            except ActorStopped:
+                cell.dead_letter(message, reply, "stopped")
+            return await reply
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    async def _send_before(
+        self, envelope: tuple[Any, Any], reply: asyncio.Future[Any], deadline: float
+    ) -> None:
+        # Wait for mailbox room until the ask's deadline; at the deadline the
+        # timer has set AskTimeout on the reply, which the caller then raises.
+        with anyio.move_on_after(deadline - asyncio.get_running_loop().time()):
+            try:
+                await self._cell.mailbox.send(envelope)
+            except ActorStopped:
+                self._cell.dead_letter(envelope[0], reply, "stopped")
+
+    async def stop(self) -> None:
+        """Stop the actor for good and wait until it has stopped.
+
+        Queued messages become dead letters. A supervised actor is removed from
+        its supervisor, which waits for it as the child's ``shutdown`` says.
+        """
+        cell = self._cell
+        if cell.parent is not None:
+            from ._supervisor import TerminateChild
+
+            done = asyncio.get_running_loop().create_future()
+            cell.parent.post_system(TerminateChild(cell.name, done))
+            await done
+        else:
+            cell.post_system(STOP)
+
+    def statistics(self) -> ActorStatistics:
+        return self._cell.statistics()
+
+    @property
+    def alive(self) -> bool:
+        return not self._cell.mailbox.closed
+
+
+async def run_instance(
+    cell: _Cell, factory: Callable[[], Actor], started: Callable[[], None]
+) -> None:
+    """Run one instance of ``cell``'s actor: start hook, message loop, stop hook.
+
+    ``started`` is called once ``on_start`` returned. Exceptions propagate to the
+    caller (the supervisor's child runner), which reports them; none is swallowed.
+    """
+    actor = factory()
+    if not isinstance(actor, Actor):
+        raise TypeError(f"factory of actor {cell.name!r} returned {actor!r}, not an Actor")
+    actor._cell = cell
+    cell.state = "starting"
+    # A stop request meant for the previous instance (it crashed first) is stale.
+    if STOP in cell.sysq:
+        cell.sysq = deque(m for m in cell.sysq if m is not STOP)
+    try:
+        await _run_started(cell, actor, started)
+    except BaseExceptionGroup as group:
+        # The instance's task group wraps errors; supervisors and callers want
+        # the one real error (its traceback is kept).
+        inner = unwrap(group)
+        if isinstance(inner, Exception):
+            raise inner from None
+        raise
+
+
+async def _run_started(cell: _Cell, actor: Actor, started: Callable[[], None]) -> None:
+    async with anyio.create_task_group() as tg:
+        actor._task_group = tg
+        await actor.on_start()
+        try:
+            cell.state = "running"
+            started()
+            await _message_loop(cell, actor)
+            cell.state = "stopping"
+        finally:
+            with anyio.move_on_after(actor.stop_timeout, shield=True) as scope:
+                await actor.on_stop()
+            if scope.cancelled_caught:
+                log.warning("actor %s: on_stop ran over %g s and was cancelled",
+                            cell.name, actor.stop_timeout)
+            # The instance's own background tasks end with it.
+            tg.cancel_scope.cancel()
+
+
+async def _message_loop(cell: _Cell, actor: Actor) -> None:
+    # The hot path: locals instead of attribute lookups, no future per message.
+    mailbox = cell.mailbox
+    items = mailbox._items
+    sysq = cell.sysq
+    receive = actor.receive
+    get = mailbox.get_nowait
+    while True:
+        if sysq:
+            if not await actor.handle_system(sysq.popleft()):
+                return
+            continue
+        if items:
+            message, reply = get()
+            if reply is None:
+                try:
+                    await receive(message)
+                except Exception:
+                    cell.failed += 1
+                    raise
+            else:
+                try:
+                    result = await receive(message)
+                except Exception as exc:
+                    cell.failed += 1
+                    if not reply.done():
+                        reply.set_exception(exc)
+                    raise
+                if not reply.done():
+                    reply.set_result(result)
+            cell.handled += 1
+        elif mailbox.closed:
+            return
+        else:
+            await mailbox.wait_not_empty()

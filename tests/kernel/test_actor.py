@@ -1,0 +1,194 @@
+"""Actors on their own: tell, ask, backpressure, timeouts, dead letters, hooks, statistics."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actors.kernel import (
+    Actor,
+    ActorRef,
+    ActorStopped,
+    ActorSystem,
+    AskTimeout,
+    ChildStartError,
+    MailboxFull,
+    NameTaken,
+)
+
+from .helpers import Boom, Journal, Worker, worker
+
+pytestmark = pytest.mark.anyio
+
+
+class Gate(Actor):
+    """Blocks on an event before handling each message, so tests can fill its mailbox."""
+
+    def __init__(self, gate: anyio.Event, seen: list[object]) -> None:
+        self.gate = gate
+        self.seen = seen
+
+    async def receive(self, message: object) -> None:
+        await self.gate.wait()
+        self.seen.append(message)
+
+
+async def test_ask_returns_the_handlers_value() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: Worker("w"), name="w")
+        assert await ref.ask({"x": 1}) == {"x": 1}
+        assert system.lookup("w").name == "w"
+
+
+async def test_ask_reraises_the_handlers_exception_and_the_actor_restarts() -> None:
+    journal = Journal()
+    async with ActorSystem() as system:
+        ref = await system.spawn(worker("w", journal), name="w")
+        with pytest.raises(Boom, match="crashed on purpose"):
+            await ref.ask("crash")
+        assert await ref.ask("again") == "again"  # the same ref reaches the new instance
+        stats = ref.statistics()
+        assert (stats.handled, stats.failed, stats.restarts) == (1, 1, 1)
+    assert journal.of("start") == ["w", "w"]
+
+
+async def test_ask_times_out_with_a_clear_error() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: Worker("slow"), name="slow")
+        with pytest.raises(AskTimeout, match="slow.*0.05 s"):
+            await ref.ask(("sleep", 1.0), timeout=0.05)
+
+
+async def test_tell_nowait_raises_when_full_and_tell_waits_for_room() -> None:
+    gate, seen = anyio.Event(), []
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: Gate(gate, seen), name="gate", mailbox_size=2)
+        ref.tell_nowait(0)  # taken by the actor, which then waits at the gate
+        await anyio.sleep(0.01)
+        ref.tell_nowait(1)
+        ref.tell_nowait(2)
+        with pytest.raises(MailboxFull):
+            ref.tell_nowait(3)
+        sent = anyio.Event()
+
+        async def send_blocked() -> None:
+            await ref.tell(3)
+            sent.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_blocked)
+            await anyio.sleep(0.05)
+            assert not sent.is_set()  # backpressure: the sender is waiting
+            assert ref.statistics().queued == 2
+            gate.set()
+        await ref.ask("sync")
+        assert seen == [0, 1, 2, 3, "sync"]
+
+
+async def test_ask_times_out_while_waiting_for_mailbox_room() -> None:
+    gate = anyio.Event()
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: Gate(gate, []), name="gate", mailbox_size=1)
+        ref.tell_nowait(0)
+        await anyio.sleep(0.01)
+        ref.tell_nowait(1)
+        with pytest.raises(AskTimeout):
+            await ref.ask(2, timeout=0.05)
+        gate.set()
+
+
+async def test_messages_to_a_stopped_actor_become_dead_letters() -> None:
+    gate = anyio.Event()
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: Gate(gate, []), name="gate", mailbox_size=10)
+        for i in range(5):
+            ref.tell_nowait(i)
+        await anyio.sleep(0.01)  # message 0 is in the handler, 1..4 queued
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.stop)
+            await anyio.sleep(0.01)
+            gate.set()
+        assert not ref.alive
+        await ref.tell("late")
+        ref.tell_nowait("later")
+        with pytest.raises(ActorStopped, match="gate"):
+            await ref.ask("too late")
+        letters = system.dead_letters
+        assert letters.count_for("gate") == 4 + 3
+        assert [d.message for d in letters.recent][-3:] == ["late", "later", "too late"]
+        assert ref.statistics().handled == 1
+        with pytest.raises(LookupError, match="gate"):
+            system.lookup("gate")
+
+
+async def test_hooks_run_in_order_and_on_stop_runs_at_shutdown() -> None:
+    journal = Journal()
+    async with ActorSystem() as system:
+        await system.spawn(worker("a", journal), name="a")
+        await system.spawn(worker("b", journal), name="b")
+    assert journal.entries == [("a", "start"), ("b", "start"), ("b", "stop"), ("a", "stop")]
+
+
+async def test_a_failing_on_start_fails_spawn_with_the_cause() -> None:
+    class Broken(Actor):
+        async def on_start(self) -> None:
+            raise Boom("no device")
+
+    async with ActorSystem() as system:
+        with pytest.raises(ChildStartError, match="broken.*no device") as info:
+            await system.spawn(Broken, name="broken")
+        assert isinstance(info.value.__cause__, Boom)
+        assert "broken" not in system.names()
+
+
+async def test_names_are_unique_and_refs_are_not_constructible() -> None:
+    async with ActorSystem() as system:
+        await system.spawn(lambda: Worker("x"), name="x")
+        with pytest.raises(NameTaken, match="'x'"):
+            await system.spawn(lambda: Worker("x"), name="x")
+    with pytest.raises(TypeError, match="created by the runtime"):
+        ActorRef()
+
+
+async def test_background_tasks_end_with_their_actor() -> None:
+    ticks: list[int] = []
+
+    class Ticker(Actor):
+        async def on_start(self) -> None:
+            self.task_group.start_soon(self.tick)
+
+        async def tick(self) -> None:
+            while True:
+                ticks.append(1)
+                await anyio.sleep(0.001)
+
+        async def receive(self, message: object) -> object:
+            return message
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Ticker, name="ticker")
+        await anyio.sleep(0.02)
+        await ref.stop()
+        count = len(ticks)
+        await anyio.sleep(0.02)
+        assert len(ticks) == count  # the loop_guard fixture also checks no task is left
+
+
+async def test_a_crashing_background_task_crashes_its_actor() -> None:
+    class Fragile(Actor):
+        async def on_start(self) -> None:
+            self.task_group.start_soon(self.fail_soon)
+
+        async def fail_soon(self) -> None:
+            await anyio.sleep(0.01)
+            raise Boom("background")
+
+        async def receive(self, message: object) -> object:
+            return message
+
+    async with ActorSystem(max_restarts=100) as system:
+        ref = await system.spawn(Fragile, name="fragile")
+        await anyio.sleep(0.1)
+        assert ref.statistics().restarts >= 1
+        exits = [e for e in system.events if e.kind == "child_exited"]
+        assert isinstance(exits[0].reason, Boom)
