@@ -1,0 +1,1 @@
+"""Machine-learning inference: preprocessing over _native, runtimes, tasks."""
