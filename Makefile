@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` (the main job) and `make test`.
+# Both set up everything first: the virtual environment, the package with its
+# compiled extension, and the test and benchmark dependencies.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+
+.PHONY: run test bench bench-readme lint clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/edge-actors run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-readme: $(STAMP)
+	$(BIN)/python -m bench --readme README.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info actors/_native_*.so _native/*.c .edge-actors
