@@ -9,6 +9,7 @@ depend on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -132,24 +133,26 @@ class Nucleus:
                      configuration: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Deploy ``components`` (name -> version) with their dependencies; returns
         when every component has started (RUNNING or FINISHED)."""
-        recipes = plan(load_recipes(Path(recipe_dir)), components)
+        found = await anyio.to_thread.run_sync(load_recipes, Path(recipe_dir))
+        recipes = plan(found, components)
+        artifact_root = await anyio.Path(artifact_dir).absolute()
         specs = []
         for recipe in recipes:
             config = {**recipe.default_configuration, **(configuration or {}).get(recipe.name, {})}
             paths = ComponentPaths(
                 root=self.root,
-                artifacts=Path(artifact_dir).resolve() / recipe.name / recipe.version,
+                artifacts=Path(artifact_root) / recipe.name / recipe.version,
                 work=self.root / "work" / recipe.name,
             )
             self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
             specs.append(ChildSpec(
                 recipe.name,
-                lambda recipe=recipe, config=config, paths=paths: ComponentActor(
-                    recipe, config, paths, thing_name=self.thing_name,
-                    on_state=self._state, on_output=self._output),
+                functools.partial(ComponentActor, recipe, config, paths,
+                                  thing_name=self.thing_name, on_state=self._state,
+                                  on_output=self._output),
                 restart=Restart.TRANSIENT,  # a run step that exits 0 is FINISHED, not restarted
                 shutdown=30.0,
-                depends_on=tuple(d for d in recipe.dependencies),
+                depends_on=tuple(recipe.dependencies),
             ))
         await self.system.spawn(
             lambda: Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=3,

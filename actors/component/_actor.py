@@ -51,14 +51,16 @@ class ComponentError(ActorsError, RuntimeError):
 
 @dataclass(frozen=True)
 class ComponentPaths:
-    """Where a component's files are: ``{artifacts:path}``, ``{work:path}``, ``{kernel:rootPath}``."""
+    """Where a component's files are: ``{artifacts:path}``, ``{work:path}``,
+    ``{kernel:rootPath}``."""
 
     root: Path
     artifacts: Path
     work: Path
 
 
-_VARIABLE = re.compile(r"\{(?:([A-Za-z0-9._-]+):)?(artifacts|work|configuration|kernel|iot):([^}]*)\}")
+_VARIABLE = re.compile(
+    r"\{(?:([A-Za-z0-9._-]+):)?(artifacts|work|configuration|kernel|iot):([^}]*)\}")
 
 
 def _pointer(config: Mapping[str, Any], pointer: str) -> Any:

@@ -100,7 +100,8 @@ class ChildSpec:
                 f"got {self.restart!r}"
             ) from None
         if self.kind not in ("worker", "supervisor"):
-            raise ChildSpecError(f"{where}: kind must be 'worker' or 'supervisor', got {self.kind!r}")
+            raise ChildSpecError(
+                f"{where}: kind must be 'worker' or 'supervisor', got {self.kind!r}")
         if self.shutdown is None:
             if self.kind != "supervisor":
                 raise ChildSpecError(

@@ -21,7 +21,6 @@ from ._supervisor import (
     Backoff,
     ChildSpec,
     Restart,
-    Strategy,
     Supervisor,
     SupervisorEvent,
     start_child,
@@ -104,7 +103,7 @@ class ActorSystem:
         self.name = name
         self._handle_signals = handle_signals
         self._signal_scope = anyio.CancelScope()
-        self._root_args = {"max_restarts": max_restarts, "period": period, "backoff": backoff}
+        self._root_intensity = (max_restarts, period, backoff)
         self._cells: dict[str, _Cell] = {}
         self.dead_letters = DeadLetters()
         self.events: deque[SupervisorEvent] = deque(maxlen=keep_events)
@@ -189,9 +188,13 @@ class ActorSystem:
             started = True
             task_status.started()
 
-        args = self._root_args
+        max_restarts, period, backoff = self._root_intensity
         try:
-            await run_instance(self._root, lambda: Supervisor(**args), mark)
+            await run_instance(
+                self._root,
+                lambda: Supervisor(max_restarts=max_restarts, period=period, backoff=backoff),
+                mark,
+            )
         except Exception as exc:
             if not started:
                 raise

@@ -77,7 +77,7 @@ def _step(path: Path, where: str, raw: Any) -> Step:
     _expect(path, f"{where}.Script", script, str, "a shell script string")
     timeout = _get(raw, "Timeout")
     if timeout is not None:
-        _expect(path, f"{where}.Timeout", timeout, int | float, "a number of seconds")
+        _expect(path, f"{where}.Timeout", timeout, (int, float), "a number of seconds")
     setenv = _get(raw, "Setenv") or {}
     _expect(path, f"{where}.Setenv", setenv, dict, "a mapping of environment variables")
     return Step(script, float(timeout) if timeout is not None else None,

@@ -110,7 +110,7 @@ async def test_a_step_timeout_kills_the_process(tmp_path: Path) -> None:
             Timeout: 0.3
     """)
     async with Nucleus(tmp_path / "root") as nucleus:
-        with anyio.fail_after(10), pytest.raises(Exception, match="install step timed out after 0.3 s"):
+        with anyio.fail_after(10), pytest.raises(Exception, match="install step timed out"):
             await nucleus.deploy(recipes, tmp_path, {"test.Slow": "1.0.0"})
 
 
