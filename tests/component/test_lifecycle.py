@@ -129,7 +129,8 @@ def test_malformed_recipes_get_one_clear_error(tmp_path: Path) -> None:
         Lifecycle:
           Instal: echo typo
     """)
-    with pytest.raises(RecipeError, match=r"y.yaml: Lifecycle.Instal: unknown lifecycle step"):
+    with pytest.raises(RecipeError,
+                       match=r"y.yaml: Lifecycle.Instal: unknown key; did you mean Install\?"):
         load_recipe(bad)
     bad = write(tmp_path, "z.json", '{"RecipeFormatVersion": "2020-01-25", ')
     with pytest.raises(RecipeError, match=r"z.json: not valid JSON"):
