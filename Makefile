@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx)
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/edge-actors run
+	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir recipes/artifacts --merge com.example.HelloWorld=1.0.0 --exit-when-done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

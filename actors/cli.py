@@ -1,51 +1,97 @@
-"""The ``edge-actors`` command line: a thin layer over Nucleus and the bench harness."""
+"""The ``edge-actors`` command line: a thin layer over Nucleus and the bench harness.
+
+Verbs and flags follow ``greengrass-cli`` where it has them (``deployment``,
+``component``, ``logs``, ``--recipeDir``, ``--artifactDir``, ``--merge``,
+``--remove``, ``--update-config``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_COMPONENT = "com.example.HelloWorld=1.0.0"
+DEFAULT_ROOT = Path(".edge-actors")
+
+
+def _root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help="the runtime's root folder: state, packages, work folders, logs "
+                        "(default: ./.edge-actors)")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-actors",
         description="An asyncio actor runtime that deploys and supervises Greengrass v2 "
-        "components on edge devices.",
-    )
+        "components on edge devices.")
     parser.add_argument("--version", action="version", version=f"edge-actors {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
-        "run",
-        help="deploy components locally and run them",
-        description="Deploy components from a recipe folder (as `greengrass-cli deployment "
-        "create --recipeDir --artifactDir --merge` does), start them in dependency order, "
-        "print their states and output. Without --serve, exits once every component is "
-        "FINISHED (or fails with the reason); with --serve, runs until SIGTERM/SIGINT.",
-    )
-    run.add_argument("components", nargs="*", default=[DEFAULT_COMPONENT],
-                     metavar="NAME=VERSION",
-                     help=f"components to deploy (default: {DEFAULT_COMPONENT})")
-    run.add_argument("--recipe-dir", type=Path, default=REPO / "recipes",
-                     help="folder of recipe files (default: the project's recipes/)")
-    run.add_argument("--artifact-dir", type=Path, default=None,
-                     help="folder of artifacts as <name>/<version>/... "
-                     "(default: <recipe-dir>/artifacts)")
-    run.add_argument("--root", type=Path, default=Path(".edge-actors"),
-                     help="the runtime's root folder for work folders and state "
-                     "(default: ./.edge-actors)")
-    run.add_argument("--serve", action="store_true",
-                     help="keep running until SIGTERM/SIGINT instead of exiting when done")
-    run.add_argument("--timeout", type=float, default=300.0,
-                     help="seconds to wait for the components to finish (default: 300)")
+        "run", help="start the runtime in the foreground (optionally with a local deployment)",
+        description="Start the runtime: the components deployed under --root start again in "
+        "dependency order. With --merge/--remove/--update-config, a local deployment is "
+        "applied first, as `greengrass-cli deployment create` does. Runs until "
+        "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
+    _root(run)
+    run.add_argument("--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
+                     help="folder of recipe files for the local deployment")
+    run.add_argument("--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
+                     help="folder of artifacts laid out as <name>/<version>/...")
+    run.add_argument("--merge", action="append", default=[], metavar="NAME=VERSION",
+                     help="add or update a root component (repeatable)")
+    run.add_argument("--remove", action="append", default=[], metavar="NAME",
+                     help="remove a root component (repeatable)")
+    run.add_argument("--update-config", dest="update_config", metavar="JSON_OR_FILE",
+                     help='configuration updates: {"name": {"MERGE": {...}, "RESET": [...]}}')
+    run.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
+                     default="ROLLBACK", help="on a failed deployment (default: ROLLBACK)")
+    run.add_argument("--exit-when-done", action="store_true",
+                     help="exit once every component is FINISHED (or one is BROKEN)")
+    run.add_argument("--timeout", type=float, default=600.0,
+                     help="with --exit-when-done, the seconds to wait (default: 600)")
+
+    deployment = sub.add_parser("deployment", help="deployments recorded under --root")
+    dsub = deployment.add_subparsers(dest="verb", required=True)
+    for verb, text in (("list", "list the recorded deployments"),
+                       ("status", "show one deployment's status")):
+        p = dsub.add_parser(verb, help=text)
+        _root(p)
+        if verb == "status":
+            p.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
+
+    component = sub.add_parser("component", help="components deployed under --root")
+    csub = component.add_subparsers(dest="verb", required=True)
+    p = csub.add_parser("list", help="list the deployed components and their versions")
+    _root(p)
+    p = csub.add_parser("details", help="one component's version and configuration")
+    _root(p)
+    p.add_argument("-n", "--name", required=True)
+
+    logs = sub.add_parser("logs", help="component logs (JSON lines under <root>/logs)")
+    lsub = logs.add_subparsers(dest="verb", required=True)
+    p = lsub.add_parser("get", help="print a component's log")
+    _root(p)
+    p.add_argument("-n", "--name", required=True, help="the component")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--filter", action="append", default=[],
+                   help="only lines whose message contains this text (repeatable: all must)")
+
+    recipe = sub.add_parser("recipe", help="recipe tools")
+    rsub = recipe.add_subparsers(dest="verb", required=True)
+    p = rsub.add_parser("check", help="validate recipe files offline",
+                        description="Validate recipes: exit 0 when all are valid, otherwise "
+                        "print each error (file, key path, what is expected) and exit 1.")
+    p.add_argument("files", nargs="+", type=Path)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (python -m bench)",
                            add_help=False)
@@ -53,28 +99,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _components(items: list[str]) -> dict[str, str]:
-    wanted = {}
-    for item in items:
-        name, _, version = item.partition("=")
-        wanted[name] = version or "*"
-    return wanted
+def _update_config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    path = Path(text)
+    raw = path.read_text() if not text.lstrip().startswith("{") and path.exists() else text
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"edge-actors: --update-config: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SystemExit("edge-actors: --update-config: expected an object of component names")
+    return {name: {k.lower(): v for k, v in update.items()} for name, update in data.items()}
 
 
 async def _run(args: argparse.Namespace) -> int:
     from .component import State
+    from .deploy import DeploymentRequest, FailureHandling
     from .nucleus import Nucleus
 
-    wanted = _components(args.components)
-    artifacts = args.artifact_dir or args.recipe_dir / "artifacts"
-    async with Nucleus(args.root, handle_signals=True) as nucleus:
-        nucleus.on_state(lambda name, state, reason: print(
-            f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
-        nucleus.on_output(lambda name, line: print(f"[{name}] {line}", flush=True))
-        await nucleus.deploy(args.recipe_dir, artifacts, wanted)
-        if args.serve:
+    nucleus = Nucleus(args.root, handle_signals=True)
+    # Listen before the start: components deployed earlier start with the runtime.
+    nucleus.on_state(lambda name, state, reason: print(
+        f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
+    nucleus.on_output(lambda name, line: print(f"[{name}] {line}", flush=True))
+    async with nucleus:
+        code = 0
+        if args.merge or args.remove or args.update_config:
+            merge = {}
+            for item in args.merge:
+                name, _, version = item.partition("=")
+                merge[name] = version or "*"
+            record = await nucleus.deploy(DeploymentRequest(
+                merge=merge, remove=args.remove,
+                configuration_update=_update_config(args.update_config),
+                recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
+                failure_handling=FailureHandling(args.failure_handling)))
+            line = f"deployment {record.deployment_id}: {record.status} {record.detailed_status}"
+            print(line + (f": {record.cause}" if record.cause else ""), flush=True)
+            code = 0 if record.status == "SUCCEEDED" else 1
+        if not args.exit_when_done:
             await nucleus.system.serve()
-            return 0
+            return code
         try:
             await nucleus.wait_states(nucleus.status, {State.FINISHED, State.BROKEN},
                                       timeout=args.timeout)
@@ -83,22 +149,103 @@ async def _run(args: argparse.Namespace) -> int:
                   + ", ".join(f"{n} {s.state}" for n, s in nucleus.status.items()
                               if s.state is not State.FINISHED), file=sys.stderr)
             return 1
-    summary = ", ".join(f"{s.name} {s.version} {s.state}" for s in nucleus.status.values())
-    if any(s.state is not State.FINISHED for s in nucleus.status.values()):
-        print(f"deployment FAILED: {summary}", file=sys.stderr)
+        broken = [n for n, s in nucleus.status.items() if s.state is State.BROKEN]
+        if broken:
+            print(f"edge-actors: BROKEN: {', '.join(broken)}", file=sys.stderr)
+            return 1
+        return code
+
+
+def _state(root: Path) -> dict[str, Any]:
+    from .config import JsonStore
+    from .deploy import empty_state
+
+    state: dict[str, Any] = JsonStore(root / "state.json").load(empty_state())
+    return state
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from .deploy import DeploymentActor
+
+    if args.command == "deployment":
+        records = DeploymentActor.history_at(args.root)
+        if args.verb == "list":
+            for r in reversed(records):
+                print(f"{r.deployment_id}  {r.status:<9} {r.detailed_status or '':<30} "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.created))}")
+            return 0
+        match = [r for r in records if r.deployment_id == args.deployment_id]
+        if not match:
+            print(f"edge-actors: no deployment {args.deployment_id} under {args.root}",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(match[0].to_json(), indent=2))
+        return 0
+    if args.command == "component":
+        components = _state(args.root)["components"]
+        if args.verb == "list":
+            for name, entry in sorted(components.items()):
+                print(f"{name}  {entry['version']}")
+            return 0
+        if args.name not in components:
+            print(f"edge-actors: component {args.name} is not deployed under {args.root}",
+                  file=sys.stderr)
+            return 1
+        print(json.dumps({"componentName": args.name, **components[args.name]}, indent=2))
+        return 0
+    return _logs(args)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    path = args.root / "logs" / f"{args.name}.log"
+    if not path.exists() and not args.follow:
+        print(f"edge-actors: no log for {args.name} at {path}", file=sys.stderr)
         return 1
-    print(f"deployment SUCCEEDED: {summary}")
-    return 0
+    position = 0
+    while True:
+        if path.exists():
+            with path.open("rb") as handle:
+                handle.seek(position)
+                for raw in handle:
+                    if not raw.endswith(b"\n"):
+                        break  # a line still being written
+                    position += len(raw)
+                    entry = json.loads(raw)
+                    if all(f in entry.get("message", "") for f in args.filter):
+                        print(f"{entry.get('timestamp')} {entry.get('level')} "
+                              f"{entry.get('thread')}: {entry.get('message')}", flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(0.2)
+
+
+def _check(files: list[Path]) -> int:
+    from .recipe import RecipeError, load_recipe
+
+    failed = 0
+    for path in files:
+        try:
+            recipe = load_recipe(path)
+        except RecipeError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{path}: ok ({recipe.name} {recipe.version})")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "bench":
         from bench.__main__ import main as bench_main
 
         return bench_main(args.args)
+    if args.command == "recipe":
+        return _check(args.files)
+    if args.command in ("deployment", "component", "logs"):
+        return _offline(args)
     from .kernel import run
     from .recipe import RecipeError
 
@@ -107,3 +254,5 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as exc:
         print(f"edge-actors: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,31 +1,104 @@
 """Nucleus: wires the rooms into one supervision tree; the embedding API.
 
-Today it deploys components from a recipe folder locally (the way
-``greengrass-cli deployment create --recipeDir --artifactDir --merge`` does),
-each a :class:`ComponentActor` under one rest_for_one supervisor in dependency
-order, so a crashed component restarts together with the components that
-depend on it.
+    Nucleus (ActorSystem root, one_for_one)
+    ├── components   Supervisor, rest_for_one, children in dependency order
+    └── deployments  DeploymentActor: the queue, apply, rollback, history
+
+Usable from any asyncio program::
+
+    async with Nucleus(root) as nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=..., artifact_dir=..., merge={"com.example.HelloWorld": "1.0.0"}))
 """
 
 from __future__ import annotations
 
-import functools
+import fcntl
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import anyio
 
-from .component import ComponentActor, ComponentPaths, State
-from .kernel import ActorSystem, ChildSpec, Restart, Strategy, Supervisor
-from .recipe import Recipe, RecipeError, load_recipe
+from .component import (
+    INSTANCE_VARIABLE,
+    ComponentActor,
+    ComponentPaths,
+    ErrorTracker,
+    State,
+    kill_orphans,
+)
+from .deploy import DeploymentActor, DeploymentRecord, DeploymentRequest
+from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
+from .recipe import Platform, Recipe, detect_platform
 
 log = logging.getLogger("actors.nucleus")
 
 COMPONENTS = "components"
+DEPLOYMENTS = "deployments"
+
+
+class _Sweeper(Actor):
+    """Sweeps for orphans again after start: a runtime killed between fork and
+    exec leaves a child that only shows its environment once it has exec'ed."""
+
+    def __init__(self, sweep: Callable[[], None]) -> None:
+        self._sweep = sweep
+
+    async def on_start(self) -> None:
+        self.task_group.start_soon(self._later)
+
+    async def _later(self) -> None:
+        for delay in (0.2, 1.0, 5.0):
+            await anyio.sleep(delay)
+            await anyio.to_thread.run_sync(self._sweep)
+
+    async def receive(self, message: Any) -> None:
+        raise TypeError(f"orphan sweeper takes no messages (got {message!r})")
+
+
+class RootInUse(ActorsError, RuntimeError):
+    """Another runtime holds the root folder's lock."""
+
+
+def _lock_root(root: Path) -> _RootLock:
+    """Hold ``<root>/.lock`` for the runtime's life: two runtimes on one root would
+    corrupt each other's state and kill each other's components as orphans.
+
+    A POSIX record lock, not flock(): it belongs to this process alone, so a child
+    caught between fork and exec when the runtime is killed does not keep it. Such
+    locks do not exclude the same process (and closing any descriptor of the file
+    drops them), so runtimes within this process are excluded by a set first."""
+    in_use = RootInUse(f"{root}: another edge-actors runtime is using this root folder; "
+                       "stop it or give another --root")
+    if root in _LOCKED:
+        raise in_use
+    handle = (root / ".lock").open("ab")
+    try:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):
+        handle.close()
+        raise in_use from None
+    _LOCKED.add(root)
+    return _RootLock(root, handle)
+
+
+_LOCKED: set[Path] = set()
+
+
+class _RootLock:
+    def __init__(self, root: Path, handle: IO[bytes]) -> None:
+        self.root = root
+        self.handle = handle
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+            _LOCKED.discard(self.root)
 
 
 @dataclass
@@ -37,76 +110,103 @@ class ComponentStatus:
     history: list[State] = field(default_factory=list)
 
 
-class DeploymentError(RecipeError):
-    """A deployment cannot be made: names the component and what is missing."""
-
-
-def load_recipes(recipe_dir: Path) -> dict[str, list[Recipe]]:
-    """Every recipe in a folder (``*.yaml``, ``*.yml``, ``*.json``), by component name."""
-    if not recipe_dir.is_dir():
-        raise DeploymentError(f"{recipe_dir}: recipe folder not found (give --recipe-dir)")
-    found: dict[str, list[Recipe]] = {}
-    for path in sorted(recipe_dir.iterdir()):
-        if path.suffix.lower() in (".yaml", ".yml", ".json"):
-            recipe = load_recipe(path)
-            found.setdefault(recipe.name, []).append(recipe)
-    return found
-
-
-def plan(recipes: Mapping[str, list[Recipe]], wanted: Mapping[str, str]) -> list[Recipe]:
-    """The recipes to run for ``wanted`` (name -> exact version) and their hard
-    dependencies, dependencies first. Version ranges arrive with the resolver."""
-    chosen: dict[str, Recipe] = {}
-    order: list[Recipe] = []
-
-    def pick(name: str, version: str | None, needed_by: str) -> None:
-        if name in chosen:
-            return
-        candidates = recipes.get(name, [])
-        if version not in (None, "*", ""):
-            candidates = [r for r in candidates if r.version == version]
-        if not candidates:
-            have = ", ".join(r.version for r in recipes.get(name, [])) or "none"
-            raise DeploymentError(
-                f"{needed_by} needs component {name} {version or ''}".rstrip()
-                + f", but the recipe folder has no such recipe (versions there: {have})")
-        recipe = max(candidates, key=lambda r: tuple(int(p) for p in r.version.split("-")[0]
-                                                     .split(".")))
-        chosen[name] = recipe
-        for dep in recipe.dependencies:
-            pick(dep, None, f"{name} {recipe.version}")
-        order.append(recipe)
-
-    for name, version in wanted.items():
-        pick(name, version, "the deployment")
-    return order
-
-
 class Nucleus:
-    """The runtime as an asyncio service::
-
-        async with Nucleus(root) as nucleus:
-            await nucleus.deploy(recipe_dir, artifact_dir, {"com.example.HelloWorld": "1.0.0"})
-    """
+    """The runtime as an asyncio service: deployed components come back on start."""
 
     def __init__(self, root: Path, *, thing_name: str = "edge-actors-local",
-                 handle_signals: bool = False) -> None:
-        self.root = Path(root)
+                 platform_override: Mapping[str, str] | None = None,
+                 handle_signals: bool = False, error_reset_time: float = 3600.0) -> None:
+        self.root = Path(root).absolute()
         self.thing_name = thing_name
+        self.device: Platform = detect_platform(platform_override)
         self.system = ActorSystem("nucleus", handle_signals=handle_signals)
         self.status: dict[str, ComponentStatus] = {}
+        self.errors = ErrorTracker(reset_time=error_reset_time)
         self._changed = anyio.Event()
         self._listeners: list[Callable[[str, State, str], None]] = []
         self._output_listeners: list[Callable[[str, str], None]] = []
+        self._deployments: ActorRef | None = None
+        # Tags this runtime's processes, telling them from an earlier one's orphans.
+        self.instance = uuid.uuid4().hex
 
     async def __aenter__(self) -> Nucleus:
-        self.root.mkdir(parents=True, exist_ok=True)
-        await self.system.__aenter__()
+        await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_root(self.root)
+        self._sweep()
+        try:
+            await self.system.__aenter__()
+        except BaseException:
+            self._lock.close()
+            raise
+        try:
+            components = await self.system.spawn(
+                # Per-component errors are counted by the BROKEN rule; this
+                # supervisor only gives up on a storm across all of them.
+                lambda: Supervisor(strategy=Strategy.REST_FOR_ONE, max_restarts=100,
+                                   period=60.0, backoff=Backoff(initial=0.5, maximum=30.0)),
+                name=COMPONENTS, kind="supervisor", shutdown=None)
+            self._deployments = await self.system.spawn(
+                lambda: DeploymentActor(self.root, self.device, components, self._component,
+                                        self._deployed, self._state_of),
+                name=DEPLOYMENTS, shutdown=60.0)
+            await self.system.spawn(lambda: _Sweeper(self._sweep), name="orphan-sweeper",
+                                    shutdown="brutal")
+        except BaseException as exc:
+            try:
+                await self.system.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                self._lock.close()
+            raise
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
-        return await self.system.__aexit__(exc_type, exc, tb)
+        try:
+            return await self.system.__aexit__(exc_type, exc, tb)
+        finally:
+            self._lock.close()
+
+    def _sweep(self) -> None:
+        killed = kill_orphans(self.root, self.instance)
+        if killed:
+            log.warning("killed %d component process(es) left by a previous runtime on %s",
+                        killed, self.root)
+
+    # -- deployments -------------------------------------------------------
+
+    async def deploy(self, request: DeploymentRequest) -> DeploymentRecord:
+        """Queue a deployment and wait for its outcome (deployments apply one at a time)."""
+        assert self._deployments is not None, "use the Nucleus inside `async with`"
+        record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
+        return record
+
+    def history(self) -> list[DeploymentRecord]:
+        return DeploymentActor.history_at(self.root)
+
+    # -- components --------------------------------------------------------
+
+    def _component(self, recipe: Recipe, configuration: Mapping[str, Any]) -> Actor:
+        paths = ComponentPaths(root=self.root,
+                               artifacts=self.root / "packages" / "artifacts" / recipe.name
+                               / recipe.version,
+                               work=self.root / "work" / recipe.name)
+        status = self.status.get(recipe.name)
+        if status is None or status.version != recipe.version:
+            self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
+        return ComponentActor(recipe, configuration, paths, thing_name=self.thing_name,
+                              on_state=self._state, on_output=self._output, errors=self.errors,
+                              environment={INSTANCE_VARIABLE: self.instance})
+
+    def _deployed(self, names: set[str]) -> None:
+        for name in list(self.status):
+            if name not in names:
+                del self.status[name]
+        for name in names:
+            self.errors.clear(name)  # a new deployment clears BROKEN
+
+    def _state_of(self, name: str) -> str:
+        status = self.status.get(name)
+        return str(status.state) if status else ""
 
     def on_state(self, listener: Callable[[str, State, str], None]) -> None:
         """Call ``listener(component, state, reason)`` on every state change."""
@@ -117,7 +217,9 @@ class Nucleus:
         self._output_listeners.append(listener)
 
     def _state(self, name: str, state: State, reason: str) -> None:
-        status = self.status[name]
+        status = self.status.get(name)
+        if status is None:
+            return
         status.state, status.reason = state, reason
         status.history.append(state)
         for listener in self._listeners:
@@ -129,40 +231,11 @@ class Nucleus:
         for listener in self._output_listeners:
             listener(name, line)
 
-    async def deploy(self, recipe_dir: Path, artifact_dir: Path, components: Mapping[str, str],
-                     configuration: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """Deploy ``components`` (name -> version) with their dependencies; returns
-        when every component has started (RUNNING or FINISHED)."""
-        found = await anyio.to_thread.run_sync(load_recipes, Path(recipe_dir))
-        recipes = plan(found, components)
-        artifact_root = await anyio.Path(artifact_dir).absolute()
-        specs = []
-        for recipe in recipes:
-            config = {**recipe.default_configuration, **(configuration or {}).get(recipe.name, {})}
-            paths = ComponentPaths(
-                root=self.root,
-                artifacts=Path(artifact_root) / recipe.name / recipe.version,
-                work=self.root / "work" / recipe.name,
-            )
-            self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
-            specs.append(ChildSpec(
-                recipe.name,
-                functools.partial(ComponentActor, recipe, config, paths,
-                                  thing_name=self.thing_name, on_state=self._state,
-                                  on_output=self._output),
-                restart=Restart.TRANSIENT,  # a run step that exits 0 is FINISHED, not restarted
-                shutdown=30.0,
-                depends_on=tuple(recipe.dependencies),
-            ))
-        await self.system.spawn(
-            lambda: Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=3,
-                               period=3600.0),
-            name=COMPONENTS, kind="supervisor", shutdown=None)
-
     async def wait_states(self, names: Iterable[str], states: Iterable[State],
                           timeout: float | None = None) -> None:
         """Wait until every named component is in one of ``states``."""
         names, wanted = list(names), set(states)
         with anyio.fail_after(timeout):
-            while any(self.status[n].state not in wanted for n in names):
+            while any(n not in self.status or self.status[n].state not in wanted
+                      for n in names):
                 await self._changed.wait()

@@ -2,6 +2,24 @@
 run as real subprocesses, with the states NEW INSTALLED STARTING RUNNING
 STOPPING FINISHED ERRORED BROKEN."""
 
-from ._actor import ComponentActor, ComponentError, ComponentPaths, State, interpolate
+from ._actor import (
+    INSTANCE_VARIABLE,
+    ComponentActor,
+    ComponentError,
+    ComponentPaths,
+    ErrorTracker,
+    State,
+    interpolate,
+    kill_orphans,
+)
 
-__all__ = ["ComponentActor", "ComponentError", "ComponentPaths", "State", "interpolate"]
+__all__ = [
+    "INSTANCE_VARIABLE",
+    "ComponentActor",
+    "ComponentError",
+    "ComponentPaths",
+    "ErrorTracker",
+    "State",
+    "interpolate",
+    "kill_orphans",
+]

@@ -15,7 +15,9 @@ import enum
 import logging
 import os
 import re
+import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +25,17 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import orjson
 from anyio.streams.text import TextReceiveStream
 
+from ..config import pointer_get
 from ..kernel import Actor, ActorsError
 from ..recipe import Recipe, Step
 
 log = logging.getLogger("actors.component")
 
-DEFAULT_STEP_TIMEOUT = {"install": 120.0, "startup": 120.0, "shutdown": 15.0, "recover": 60.0}
+DEFAULT_STEP_TIMEOUT = {"bootstrap": 120.0, "install": 120.0, "startup": 120.0,
+                        "shutdown": 15.0, "recover": 60.0}
 STOP_GRACE = 5.0
 
 
@@ -52,30 +57,43 @@ class ComponentError(ActorsError, RuntimeError):
 @dataclass(frozen=True)
 class ComponentPaths:
     """Where a component's files are: ``{artifacts:path}``, ``{work:path}``,
-    ``{kernel:rootPath}``."""
+    ``{kernel:rootPath}``, and its log file (JSON lines, as Greengrass writes them)."""
 
     root: Path
     artifacts: Path
     work: Path
 
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / f"{self.work.name}.log"
+
+
+
+class ErrorTracker:
+    """Greengrass's BROKEN rule: ``limit`` errors within ``reset_time`` seconds.
+
+    Lives outside the actor so the count survives restarts; a new deployment
+    clears it."""
+
+    def __init__(self, limit: int = 3, reset_time: float = 3600.0) -> None:
+        self.limit = limit
+        self.reset_time = reset_time
+        self._errors: dict[str, list[float]] = {}
+
+    def record(self, name: str) -> bool:
+        """Count an error; True when the component is now BROKEN."""
+        now = time.monotonic()
+        recent = [t for t in self._errors.get(name, []) if now - t < self.reset_time]
+        recent.append(now)
+        self._errors[name] = recent
+        return len(recent) >= self.limit
+
+    def clear(self, name: str) -> None:
+        self._errors.pop(name, None)
+
 
 _VARIABLE = re.compile(
     r"\{(?:([A-Za-z0-9._-]+):)?(artifacts|work|configuration|kernel|iot):([^}]*)\}")
-
-
-def _pointer(config: Mapping[str, Any], pointer: str) -> Any:
-    node: Any = config
-    if pointer in ("", "/"):
-        return node
-    for raw in pointer.lstrip("/").split("/"):
-        key = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return None
-    return node
 
 
 def interpolate(text: str, recipe: Recipe, config: Mapping[str, Any], paths: ComponentPaths,
@@ -99,17 +117,46 @@ def interpolate(text: str, recipe: Recipe, config: Mapping[str, Any], paths: Com
         elif namespace == "iot" and key == "thingName":
             return thing_name
         elif namespace == "configuration":
-            found = _pointer(config, key)
+            found = pointer_get(config, key)
             if found is None:
                 return ""
             if isinstance(found, str):
                 return found
-            import orjson
-
             return orjson.dumps(found).decode()
         return match.group(0)
 
     return _VARIABLE.sub(value, text)
+
+
+ROOT_VARIABLE = "EDGE_ACTORS_ROOT"
+INSTANCE_VARIABLE = "EDGE_ACTORS_INSTANCE"
+
+
+def kill_orphans(root: Path, instance: str) -> int:
+    """Kill every process an earlier runtime on ``root`` left behind (after kill -9).
+
+    Each lifecycle process carries ``EDGE_ACTORS_ROOT=<root>`` and the id of the
+    runtime instance that started it in its environment, which its children
+    inherit. The runtime holds the root's lock, so a process of another instance
+    is an orphan. A dying runtime may still have had a child between fork and
+    exec, so callers sweep again a little later. Returns how many were killed."""
+    needle = b"\0" + f"{ROOT_VARIABLE}={root}".encode() + b"\0"
+    ours = b"\0" + f"{INSTANCE_VARIABLE}={instance}".encode() + b"\0"
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = b"\0" + (proc / "environ").read_bytes() + b"\0"
+        except OSError:
+            continue  # gone, or not ours to read
+        if needle in environ and ours not in environ:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 class ComponentActor(Actor):
@@ -126,6 +173,8 @@ class ComponentActor(Actor):
         thing_name: str = "edge-actors-local",
         on_state: Callable[[str, State, str], None] | None = None,
         on_output: Callable[[str, str], None] | None = None,
+        errors: ErrorTracker | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.recipe = recipe
         self.configuration = configuration
@@ -133,8 +182,11 @@ class ComponentActor(Actor):
         self.thing_name = thing_name
         self._on_state = on_state
         self._on_output = on_output
+        self._errors = errors or ErrorTracker()
+        self._environment = dict(environment or {})
         self.state = State.NEW
         self._process: anyio.abc.Process | None = None
+        self._log_lines: list[bytes] = []
 
     def _set(self, state: State, reason: str = "") -> None:
         self.state = state
@@ -144,10 +196,12 @@ class ComponentActor(Actor):
 
     def _env(self, step: Step) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self._environment)  # SVCUID, the IPC socket path, region, ...
         env.update(self.recipe.setenv)
         env.update(step.setenv)
         env["AWS_IOT_THING_NAME"] = self.thing_name
-        env["GG_ROOT_CA_PATH"] = ""
+        env.setdefault("GG_ROOT_CA_PATH", "")
+        env[ROOT_VARIABLE] = str(self.paths.root)  # finds orphans after a kill -9
         return env
 
     def _script(self, step: Step) -> str:
@@ -155,7 +209,12 @@ class ComponentActor(Actor):
                            self.thing_name)
 
     async def _open(self, name: str, step: Step) -> anyio.abc.Process:
-        self.paths.work.mkdir(parents=True, exist_ok=True)
+        if step.requires_privilege and os.geteuid() != 0:
+            raise ComponentError(
+                f"component {self.recipe.name}: the {name} step has RequiresPrivilege: true, "
+                "but the runtime is not running as root; run it as root or remove the flag "
+                f"in {self.recipe.path}")
+        await anyio.Path(self.paths.work).mkdir(parents=True, exist_ok=True)
         return await anyio.open_process(
             ["sh", "-c", self._script(step)], cwd=self.paths.work, env=self._env(step),
             stdin=None, start_new_session=True)
@@ -179,13 +238,31 @@ class ComponentActor(Actor):
 
     def _output(self, where: str, line: str) -> None:
         log.info("%s [%s] %s", self.recipe.name, where, line)
+        step, _, stream = where.partition(".")
+        self._log_lines.append(orjson.dumps({
+            "thread": step, "level": "WARN" if stream == "stderr" else "INFO",
+            "eventType": f"shell-runner-{stream}", "message": line,
+            "contexts": {"component": self.recipe.name, "stream": stream.upper()},
+            "loggerName": self.recipe.name, "timestamp": int(time.time() * 1000),
+        }))
+        if len(self._log_lines) >= 64:
+            self._flush_log()
         if self._on_output is not None:
             self._on_output(self.recipe.name, line)
+
+    def _flush_log(self) -> None:
+        # Small appends of whole lines: a reader never sees half a line.
+        if not self._log_lines:
+            return
+        self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.paths.log.open("ab") as handle:
+            handle.write(b"\n".join(self._log_lines) + b"\n")
+        self._log_lines.clear()
 
     async def _run_step(self, name: str) -> None:
         """Run a step to completion; raises ComponentError on a non-zero exit or timeout."""
         step = self.recipe.lifecycle.get(name)
-        if step is None:
+        if step is None or self._skip(name, step):
             return
         timeout = step.timeout or DEFAULT_STEP_TIMEOUT.get(name, 120.0)
         process = await self._open(name, step)
@@ -202,6 +279,18 @@ class ComponentActor(Actor):
         if code != 0:
             raise ComponentError(
                 f"component {self.recipe.name}: {name} step exited with code {code}")
+
+    def _skip(self, name: str, step: Step) -> bool:
+        if step.skipif is None:
+            return False
+        kind, target = step.skipif
+        target = interpolate(target, self.recipe, self.configuration, self.paths,
+                             self.thing_name)
+        found = shutil.which(target) is not None if kind == "onpath" \
+            else (self.paths.work / target).exists()
+        if found:
+            log.info("%s: %s step skipped (Skipif: %s %s)", self.recipe.name, name, kind, target)
+        return found
 
     async def _end(self, process: anyio.abc.Process) -> None:
         """SIGTERM the step's process group, then SIGKILL after the grace period."""
@@ -221,6 +310,7 @@ class ComponentActor(Actor):
     async def on_start(self) -> None:
         self._set(State.NEW)
         try:
+            await self._run_step("bootstrap")
             await self._run_step("install")
             self._set(State.INSTALLED)
             if "startup" in self.recipe.lifecycle:
@@ -234,9 +324,20 @@ class ComponentActor(Actor):
             else:
                 self._set(State.FINISHED, "no startup or run step")
         except Exception as exc:
-            self._set(State.ERRORED, str(exc))
-            await self._recover()
+            if await self._errored(str(exc)):
+                return
             raise
+
+    async def _errored(self, reason: str) -> bool:
+        """ERRORED, then recover; True when that made the component BROKEN (no restart)."""
+        self._set(State.ERRORED, reason)
+        await self._recover()
+        if self._errors.record(self.recipe.name):
+            self._set(State.BROKEN, f"{self._errors.limit} errors within "
+                      f"{self._errors.reset_time:g} s; a new deployment clears it")
+            self.finish()
+            return True
+        return False
 
     async def _watch_run(self, process: anyio.abc.Process) -> None:
         await self._pump(process, "run")
@@ -247,9 +348,9 @@ class ComponentActor(Actor):
             self._set(State.FINISHED)
             self.finish()
             return
-        self._set(State.ERRORED, f"run exited with code {code}")
-        await self._recover()
-        raise ComponentError(f"component {self.recipe.name}: run step exited with code {code}")
+        reason = f"component {self.recipe.name}: run step exited with code {code}"
+        if not await self._errored(reason):
+            raise ComponentError(reason)
 
     async def _recover(self) -> None:
         try:
@@ -258,7 +359,8 @@ class ComponentActor(Actor):
             log.warning("%s", exc)
 
     async def on_stop(self) -> None:
-        if self.state in (State.FINISHED, State.ERRORED):
+        self._flush_log()
+        if self.state in (State.FINISHED, State.ERRORED, State.BROKEN):
             return
         self._set(State.STOPPING)
         try:
@@ -267,6 +369,7 @@ class ComponentActor(Actor):
             log.warning("%s", exc)
         if self._process is not None:
             await self._end(self._process)
+        self._flush_log()
         self._set(State.FINISHED)
 
     async def receive(self, message: Any) -> Any:

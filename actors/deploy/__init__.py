@@ -1,0 +1,38 @@
+"""Deployments: version resolution across groups, the deployment queue, apply,
+rollback, history, and crash-safe state under the runtime's root."""
+
+from ._deployer import (
+    Deployed,
+    DeploymentActor,
+    DeploymentFailed,
+    empty_state,
+    load_recipe_dir,
+)
+from ._model import (
+    LOCAL_GROUP,
+    DeploymentRecord,
+    DeploymentRequest,
+    DeploymentStatus,
+    DetailedStatus,
+    FailureHandling,
+)
+from ._packages import PackageStore
+from ._resolve import ResolutionError, resolve, start_order
+
+__all__ = [
+    "LOCAL_GROUP",
+    "Deployed",
+    "DeploymentActor",
+    "DeploymentFailed",
+    "DeploymentRecord",
+    "DeploymentRequest",
+    "DeploymentStatus",
+    "DetailedStatus",
+    "FailureHandling",
+    "PackageStore",
+    "ResolutionError",
+    "empty_state",
+    "load_recipe_dir",
+    "resolve",
+    "start_order",
+]
