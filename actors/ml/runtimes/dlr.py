@@ -1,0 +1,160 @@
+"""The DLR runner (the ``variant.DLR`` component's runtime): Neo-AI DLR 1.6.0's ``libdlr.so``.
+
+It loads a DLR model folder: a TVM graph-executor build (``model.so``,
+``model.json``, ``model.params``) or a Treelite build (a single ``.so``).
+
+DLR reports model loads and runs to its vendor unless
+``dlr/counter/ccm_config.json`` says ``{"enable_phone_home": false}``, and it
+reads that file when ``dlr`` is imported; turning it off after the import
+still attempted a connection. So :func:`disable_telemetry` writes the file
+into the installed package, found without importing it, before the first
+import, and every path here goes through it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._base import Runner, RunnerOptions, TensorInfo
+from ._errors import ModelLoadError, RuntimeUnavailable
+
+log = logging.getLogger("actors.ml.runtimes")
+
+SUPPORTED_MACHINES = ("x86_64",)
+_CONFIG = {"enable_phone_home": False}
+_lock = threading.Lock()
+
+
+def telemetry_config_path() -> Path:
+    """Where DLR reads its telemetry switch; raises RuntimeUnavailable when DLR is absent."""
+    spec = importlib.util.find_spec("dlr")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        import platform
+
+        raise RuntimeUnavailable(
+            f"DLR is not installed for {platform.machine()} {sys.platform}: install the "
+            "variant.DLR component (pip install dlr==1.6.0 on x86_64 Linux; later wheels "
+            "carry no libdlr.so) or use the ONNX Runtime runtime (variant.ONNXRuntime)")
+    return Path(locations[0]) / "counter" / "ccm_config.json"
+
+
+def disable_telemetry() -> Path:
+    """Write DLR's telemetry switch (off) into the installed package; return its path.
+
+    Must run before ``import dlr``. Raises RuntimeUnavailable when the package
+    directory is not writable, naming the file to create by hand.
+    """
+    path = telemetry_config_path()
+    try:
+        if path.is_file() and json.loads(path.read_text()).get("enable_phone_home") is False:
+            return path
+    except (OSError, ValueError):
+        pass  # unreadable or malformed: rewrite it below
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(_CONFIG))
+        tmp.replace(path)
+    except OSError as e:
+        raise RuntimeUnavailable(
+            f"cannot turn DLR telemetry off: writing {path} failed ({e}); create it with the "
+            f"content {json.dumps(_CONFIG)} before using the DLR runtime") from e
+    return path
+
+
+def import_dlr() -> Any:
+    """Import ``dlr`` with its telemetry off; raises RuntimeUnavailable when it cannot load."""
+    with _lock:
+        if "dlr" not in sys.modules:
+            disable_telemetry()
+        elif not _telemetry_off():
+            raise RuntimeUnavailable(
+                "dlr was imported before its telemetry was turned off; import "
+                "actors.ml.runtimes.dlr (or call disable_telemetry()) before dlr")
+        try:
+            import dlr  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        except Exception as e:  # the package raises bare errors when libdlr.so is missing
+            raise RuntimeUnavailable(f"DLR cannot be imported: {e}") from e
+        return dlr
+
+
+def _telemetry_off() -> bool:
+    try:
+        data = json.loads(telemetry_config_path().read_text())
+    except (OSError, ValueError):
+        return False
+    return data.get("enable_phone_home") is False
+
+
+def _input_shape(impl: Any, index: int) -> tuple[int | None, ...]:
+    # DLR's Python API has no input-shape getter; libdlr's C API has one.
+    lib, handle = getattr(impl, "_lib", None), getattr(impl, "handle", None)
+    if lib is None or handle is None:
+        return ()
+    size, dim = ctypes.c_longlong(), ctypes.c_int()
+    if lib.GetDLRInputSizeDim(ctypes.byref(handle), ctypes.c_int(index), ctypes.byref(size),
+                              ctypes.byref(dim)) != 0:
+        return ()
+    shape = np.zeros(dim.value, dtype=np.int64)
+    if lib.GetDLRInputShape(ctypes.byref(handle), ctypes.c_int(index),
+                            shape.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong))) != 0:
+        return ()
+    return tuple(int(d) if d >= 0 else None for d in shape)
+
+
+class DlrRunner(Runner):
+    """One ``dlr.DLRModel`` on the CPU.
+
+    A DLR model object keeps its inputs and outputs in place, so runs of one
+    runner never overlap (``options.concurrency`` is ignored; load a second
+    runner to run two at once). ``options.threads`` sets libdlr's thread pool.
+    """
+
+    runtime = "dlr"
+
+    def __init__(self, folder: str | Path, options: RunnerOptions | None = None) -> None:
+        options = RunnerOptions(threads=(options or RunnerOptions()).threads, concurrency=1)
+        self.path = Path(folder)
+        if not self.path.is_dir():
+            raise ModelLoadError(f"{self.path}: a DLR model is a folder (.so/.json/.params)")
+        dlr = import_dlr()
+        logging.getLogger("dlr").setLevel(logging.CRITICAL)  # it logs then re-raises
+        try:
+            self._model = dlr.DLRModel(str(self.path), "cpu", 0, use_default_dlr=True)
+        except Exception as e:
+            raise ModelLoadError(f"DLR cannot load the model folder {self.path}: {e}") from e
+        impl = self._model._impl
+        if options.threads > 0 and hasattr(impl, "_lib"):
+            impl._lib.SetDLRNumThreads(ctypes.byref(impl.handle), ctypes.c_int(options.threads))
+        names = list(self._model.get_input_names())
+        dtypes = list(self._model.get_input_dtypes())
+        inputs = tuple(TensorInfo(n, _input_shape(impl, i), np.dtype(d))
+                       for i, (n, d) in enumerate(zip(names, dtypes, strict=True)))
+        out_names = list(self._model.get_output_names() or [])
+        out_dtypes = list(self._model.get_output_dtypes())
+        if not out_names:
+            out_names = [f"output{i}" for i in range(len(out_dtypes))]
+        shapes = list(getattr(impl, "output_shapes", None) or [()] * len(out_names))
+        outputs = tuple(TensorInfo(n, tuple(int(v) if v >= 0 else None for v in shape), np.dtype(d))
+                        for n, d, shape in zip(out_names, out_dtypes, shapes, strict=True))
+        super().__init__(inputs, outputs, options)
+        self.backend = str(getattr(impl, "backend", ""))
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.backend == "treelite":
+            values = self._model.run(next(iter(feed.values())))
+        else:
+            values = self._model.run(feed)
+        return {info.name: np.asarray(v) for info, v in zip(self.outputs, values, strict=True)}
+
+    def close(self) -> None:
+        self._model = None
