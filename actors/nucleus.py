@@ -32,7 +32,7 @@ from .component import (
     State,
     kill_orphans,
 )
-from .deploy import DeploymentActor, DeploymentRecord, DeploymentRequest
+from .deploy import Deployed, DeploymentActor, DeploymentRecord, DeploymentRequest
 from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
 from .recipe import Platform, Recipe, detect_platform
 
@@ -125,6 +125,7 @@ class Nucleus:
         self._changed = anyio.Event()
         self._listeners: list[Callable[[str, State, str], None]] = []
         self._output_listeners: list[Callable[[str, str], None]] = []
+        self._message_listeners: list[Callable[[str, Any], None]] = []
         self._deployments: ActorRef | None = None
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
@@ -185,17 +186,33 @@ class Nucleus:
 
     # -- components --------------------------------------------------------
 
-    def _component(self, recipe: Recipe, configuration: Mapping[str, Any]) -> Actor:
-        paths = ComponentPaths(root=self.root,
-                               artifacts=self.root / "packages" / "artifacts" / recipe.name
-                               / recipe.version,
-                               work=self.root / "work" / recipe.name)
+    def _paths(self, recipe: Recipe) -> ComponentPaths:
+        return ComponentPaths(root=self.root,
+                              artifacts=self.root / "packages" / "artifacts" / recipe.name
+                              / recipe.version,
+                              work=self.root / "work" / recipe.name)
+
+    def _component(self, recipe: Recipe, configuration: Mapping[str, Any],
+                   dependencies: Mapping[str, Deployed]) -> Actor:
         status = self.status.get(recipe.name)
         if status is None or status.version != recipe.version:
             self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
-        return ComponentActor(recipe, configuration, paths, thing_name=self.thing_name,
-                              on_state=self._state, on_output=self._output, errors=self.errors,
-                              environment={INSTANCE_VARIABLE: self.instance})
+        return ComponentActor(
+            recipe, configuration, self._paths(recipe), thing_name=self.thing_name,
+            on_state=self._state, on_output=self._output, errors=self.errors,
+            environment={INSTANCE_VARIABLE: self.instance},
+            dependencies={name: (self._paths(d.recipe), d.configuration)
+                          for name, d in dependencies.items()},
+            publish=self.publish)
+
+    def on_message(self, listener: Callable[[str, Any], None]) -> None:
+        """Call ``listener(topic, payload)`` for every message a component publishes."""
+        self._message_listeners.append(listener)
+
+    async def publish(self, topic: str, payload: Any) -> None:
+        """Publish on the local bus (in-process components' ``ctx.publish``)."""
+        for listener in self._message_listeners:
+            listener(topic, payload)
 
     def _deployed(self, names: set[str]) -> None:
         for name in list(self.status):

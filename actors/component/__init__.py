@@ -12,13 +12,18 @@ from ._actor import (
     interpolate,
     kill_orphans,
 )
+from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher
 
 __all__ = [
     "INSTANCE_VARIABLE",
+    "IN_PROCESS",
     "ComponentActor",
+    "ComponentContext",
     "ComponentError",
     "ComponentPaths",
+    "EntryPointError",
     "ErrorTracker",
+    "Publisher",
     "State",
     "interpolate",
     "kill_orphans",

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from anyio.streams.text import TextReceiveStream
 from ..config import pointer_get
 from ..kernel import Actor, ActorsError
 from ..recipe import Recipe, Step
+from ._context import IN_PROCESS, ComponentContext, EntryPoint, Publisher, load_entry_point
 
 log = logging.getLogger("actors.component")
 
@@ -62,6 +64,12 @@ class ComponentPaths:
     root: Path
     artifacts: Path
     work: Path
+
+    @property
+    def decompressed(self) -> Path:
+        """``{artifacts:decompressedPath}``: ``<root>/packages/artifacts-unarchived/<name>/<v>``."""
+        return self.artifacts.parent.parent.parent / "artifacts-unarchived" \
+            / self.artifacts.parent.name / self.artifacts.name
 
     @property
     def log(self) -> Path:
@@ -97,35 +105,47 @@ _VARIABLE = re.compile(
 
 
 def interpolate(text: str, recipe: Recipe, config: Mapping[str, Any], paths: ComponentPaths,
-                thing_name: str) -> str:
-    """Replace the recipe variables Greengrass defines; unknown ones are left as they are."""
+                thing_name: str,
+                dependencies: Mapping[str, tuple[ComponentPaths, Mapping[str, Any]]] | None = None
+                ) -> str:
+    """Replace the recipe variables Greengrass defines; unknown ones are left as they are.
+
+    ``{Name:artifacts:path}``-style variables of direct dependencies resolve
+    through ``dependencies`` (name -> its paths and configuration)."""
 
     def value(match: re.Match[str]) -> str:
         other, namespace, key = match.groups()
+        own_paths, own_config = paths, config
         if other is not None and other != recipe.name:
-            return match.group(0)  # a dependency's variables: resolved by the deployment
-        if namespace == "artifacts":
-            if key == "path":
-                return str(paths.artifacts)
-            if key == "decompressedPath":
-                return str(paths.artifacts.parent.parent / "artifacts-unarchived"
-                           / recipe.name / recipe.version)
-        elif namespace == "work" and key == "path":
-            return str(paths.work)
-        elif namespace == "kernel" and key == "rootPath":
-            return str(paths.root)
-        elif namespace == "iot" and key == "thingName":
-            return thing_name
-        elif namespace == "configuration":
-            found = pointer_get(config, key)
-            if found is None:
-                return ""
-            if isinstance(found, str):
-                return found
-            return orjson.dumps(found).decode()
-        return match.group(0)
+            if not dependencies or other not in dependencies:
+                return match.group(0)  # not a direct dependency: left as written
+            own_paths, own_config = dependencies[other]
+        return _variable(namespace, key, own_paths, own_config, thing_name) or match.group(0)
 
     return _VARIABLE.sub(value, text)
+
+
+def _variable(namespace: str, key: str, paths: ComponentPaths, config: Mapping[str, Any],
+              thing_name: str) -> str | None:
+    if namespace == "artifacts":
+        if key == "path":
+            return str(paths.artifacts)
+        if key == "decompressedPath":
+            return str(paths.decompressed)
+    elif namespace == "work" and key == "path":
+        return str(paths.work)
+    elif namespace == "kernel" and key == "rootPath":
+        return str(paths.root)
+    elif namespace == "iot" and key == "thingName":
+        return thing_name
+    elif namespace == "configuration":
+        found = pointer_get(config, key)
+        if found is None:
+            return ""
+        if isinstance(found, str):
+            return found
+        return orjson.dumps(found).decode()
+    return None
 
 
 ROOT_VARIABLE = "EDGE_ACTORS_ROOT"
@@ -175,6 +195,8 @@ class ComponentActor(Actor):
         on_output: Callable[[str, str], None] | None = None,
         errors: ErrorTracker | None = None,
         environment: Mapping[str, str] | None = None,
+        dependencies: Mapping[str, tuple[ComponentPaths, Mapping[str, Any]]] | None = None,
+        publish: Publisher | None = None,
     ) -> None:
         self.recipe = recipe
         self.configuration = configuration
@@ -184,6 +206,8 @@ class ComponentActor(Actor):
         self._on_output = on_output
         self._errors = errors or ErrorTracker()
         self._environment = dict(environment or {})
+        self._dependencies = dict(dependencies or {})
+        self._publish = publish
         self.state = State.NEW
         self._process: anyio.abc.Process | None = None
         self._log_lines: list[bytes] = []
@@ -197,6 +221,9 @@ class ComponentActor(Actor):
     def _env(self, step: Step) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self._environment)  # SVCUID, the IPC socket path, region, ...
+        # `python3` in a recipe is the runtime's own interpreter (its virtual
+        # environment), so components see the packages the runtime has.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update(self.recipe.setenv)
         env.update(step.setenv)
         env["AWS_IOT_THING_NAME"] = self.thing_name
@@ -206,7 +233,7 @@ class ComponentActor(Actor):
 
     def _script(self, step: Step) -> str:
         return interpolate(step.script, self.recipe, self.configuration, self.paths,
-                           self.thing_name)
+                           self.thing_name, self._dependencies)
 
     async def _open(self, name: str, step: Step) -> anyio.abc.Process:
         if step.requires_privilege and os.geteuid() != 0:
@@ -318,9 +345,16 @@ class ComponentActor(Actor):
                 await self._run_step("startup")
                 self._set(State.RUNNING)
             elif "run" in self.recipe.lifecycle:
-                self._process = await self._open("run", self.recipe.lifecycle["run"])
-                self._set(State.RUNNING)
-                self.task_group.start_soon(self._watch_run, self._process)
+                run = self.recipe.lifecycle["run"]
+                entry = run.setenv.get(IN_PROCESS) or self.recipe.setenv.get(IN_PROCESS)
+                if entry is not None:
+                    main = load_entry_point(self.recipe.name, entry)
+                    self._set(State.RUNNING)
+                    self.task_group.start_soon(self._watch_in_process, main)
+                else:
+                    self._process = await self._open("run", run)
+                    self._set(State.RUNNING)
+                    self.task_group.start_soon(self._watch_run, self._process)
             else:
                 self._set(State.FINISHED, "no startup or run step")
         except Exception as exc:
@@ -351,6 +385,46 @@ class ComponentActor(Actor):
         reason = f"component {self.recipe.name}: run step exited with code {code}"
         if not await self._errored(reason):
             raise ComponentError(reason)
+
+    def _in_process_context(self) -> ComponentContext:
+        def resolve(value: Any) -> Any:
+            # In-process entry points see their configuration with the recipe
+            # variables filled in, as a Script's command line would.
+            if isinstance(value, str):
+                return interpolate(value, self.recipe, self.configuration, self.paths,
+                                   self.thing_name, self._dependencies)
+            if isinstance(value, Mapping):
+                return {k: resolve(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [resolve(v) for v in value]
+            return value
+
+        dependencies = {
+            name: ComponentContext(name, paths.artifacts.name, config, paths.work,
+                                   paths.artifacts, paths.decompressed, self.thing_name)
+            for name, (paths, config) in self._dependencies.items()}
+        context = ComponentContext(
+            self.recipe.name, self.recipe.version, resolve(self.configuration),
+            self.paths.work, self.paths.artifacts, self.paths.decompressed, self.thing_name,
+            dependencies, log=logging.getLogger(f"actors.component.{self.recipe.name}"),
+            output=lambda line: self._output("run.stdout", line))
+        if self._publish is not None:
+            context.publish = self._publish
+        return context
+
+    async def _watch_in_process(self, main: EntryPoint) -> None:
+        context = self._in_process_context()
+        try:
+            await main(context)
+        except Exception as exc:
+            reason = f"component {self.recipe.name}: in-process run failed: {exc}"
+            log.error("%s", reason, exc_info=True)
+            if not await self._errored(reason):
+                raise
+            return
+        if self.state is not State.STOPPING:
+            self._set(State.FINISHED)
+            self.finish()
 
     async def _recover(self) -> None:
         try:

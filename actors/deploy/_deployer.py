@@ -54,7 +54,8 @@ class Deployed:
             (other.recipe.name, other.recipe.version, other.configuration)
 
 
-ComponentFactory = Callable[[Recipe, Mapping[str, Any]], Actor]
+# (recipe, effective configuration, its direct dependencies that are deployed) -> actor
+ComponentFactory = Callable[[Recipe, Mapping[str, Any], Mapping[str, "Deployed"]], Actor]
 
 
 def empty_state() -> dict[str, Any]:
@@ -286,9 +287,9 @@ class DeploymentActor(Actor):
 
     async def _start(self, deployed: Deployed) -> None:
         recipe = deployed.recipe
-        present = [d for d in recipe.dependencies if d in self.running]
+        present = {d: self.running[d] for d in recipe.dependencies if d in self.running}
         spec = ChildSpec(recipe.name,
-                         lambda: self.factory(recipe, deployed.configuration),
+                         lambda: self.factory(recipe, deployed.configuration, present),
                          restart=Restart.TRANSIENT, shutdown=30.0, depends_on=tuple(present))
         self.running[recipe.name] = deployed
         try:

@@ -1,0 +1,67 @@
+"""What an in-process component's entry point gets: its configuration, its
+folders and those of its dependencies, and the bus to publish on."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..kernel import ActorsError
+
+#: The Setenv key that runs a step in process instead of its Script. The
+#: Script stays a real command, so the recipe still works on Greengrass.
+IN_PROCESS = "EDGE_ACTORS_IN_PROCESS"
+
+Publisher = Callable[[str, Any], Awaitable[None]]
+
+
+class EntryPointError(ActorsError, ImportError):
+    """An in-process entry point cannot be imported: names the component and the entry point."""
+
+
+async def _print_publish(topic: str, payload: Any) -> None:
+    logging.getLogger("actors.publish").info("%s: %r", topic, payload)
+
+
+@dataclass
+class ComponentContext:
+    """Handed to ``async def main(ctx)`` of an in-process component."""
+
+    name: str
+    version: str
+    configuration: Mapping[str, Any]
+    work: Path
+    artifacts: Path
+    decompressed: Path
+    thing_name: str
+    dependencies: Mapping[str, ComponentContext] = field(default_factory=dict)
+    publish: Publisher = _print_publish
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("actors.component"))
+    #: Lines for people, as a subprocess's stdout would be (printed by ``edge-actors run``).
+    output: Callable[[str], None] = print
+
+
+EntryPoint = Callable[[ComponentContext], Awaitable[None]]
+
+
+def load_entry_point(component: str, spec: str) -> EntryPoint:
+    """``package.module:function`` -> the async function."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise EntryPointError(f"component {component}: {IN_PROCESS}={spec!r} must be "
+                              "'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EntryPointError(f"component {component}: cannot import {module_name} for "
+                              f"{IN_PROCESS}={spec!r}: {exc}") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise EntryPointError(f"component {component}: {module_name} has no function {attr!r} "
+                              f"({IN_PROCESS}={spec!r})")
+    entry: EntryPoint = function
+    return entry

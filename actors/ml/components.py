@@ -1,0 +1,151 @@
+"""The inference components' entry points, run in process by the runtime.
+
+Configuration keys are Greengrass's (``aws.greengrass.DLRImageClassification``
+and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
+``InferenceInterval``, ``PublishResultsOnTopic``, ``ModelResourceKey``,
+``UseCamera``, ``Accelerator``. Beyond them: ``ImageName: "*"`` takes every
+image in the folder, ``InferenceInterval: 0`` runs once and finishes, and
+``Runtime``, ``TopK``, ``ScoreThreshold`` choose the runner and the results.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..component._context import ComponentContext
+from ..kernel import ActorsError
+from .models import load_manifest
+from .runtimes import RunnerOptions
+from .tasks import (
+    THRESHOLD,
+    TOP_K,
+    classification_message,
+    detection_message,
+    load_image,
+    open_classifier,
+    open_face_detector,
+    top_detections,
+    write_detections,
+)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class InferenceConfigError(ActorsError, ValueError):
+    """An inference component's configuration is unusable: names the key and what to do."""
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _model_folder(ctx: ComponentContext) -> Path:
+    """The model folder: ModelResourceKey (per machine, as Greengrass keys it) inside
+    the decompressed artifacts of the model component this one depends on."""
+    keys = ctx.configuration.get("ModelResourceKey") or {}
+    if not isinstance(keys, Mapping):
+        raise InferenceConfigError(f"{ctx.name}: ModelResourceKey must map machine types "
+                                   f"to model folder names, got {keys!r}")
+    machine = platform.machine()
+    folder_name = keys.get(machine) or keys.get("model")
+    if not folder_name:
+        raise InferenceConfigError(f"{ctx.name}: ModelResourceKey has no entry for this "
+                                   f"machine ({machine}) and no 'model' entry")
+    for dependency in ctx.dependencies.values():
+        candidate = dependency.decompressed / str(folder_name)
+        if (candidate / "edge-model.json").is_file():
+            return candidate
+    searched = ", ".join(str(d.decompressed) for d in ctx.dependencies.values()) or "none"
+    raise InferenceConfigError(
+        f"{ctx.name}: model folder {folder_name!r} (ModelResourceKey) is not in the "
+        f"decompressed artifacts of any dependency (searched: {searched}); deploy the model "
+        "component that ships it")
+
+
+def _images(ctx: ComponentContext) -> list[Path]:
+    if _flag(ctx.configuration.get("UseCamera", "false")):
+        raise InferenceConfigError(
+            f"{ctx.name}: UseCamera is true, but this device has no camera source; set "
+            "UseCamera to false and give ImageDirectory/ImageName")
+    directory = Path(str(ctx.configuration.get("ImageDirectory") or ""))
+    name = str(ctx.configuration.get("ImageName") or "*")
+    if not directory.is_dir():
+        raise InferenceConfigError(f"{ctx.name}: ImageDirectory {str(directory)!r} is not a "
+                                   "folder; point it at the images to classify")
+    if name == "*":
+        images = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        images = [directory / name]
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing or not images:
+        what = ", ".join(missing) or str(directory)
+        raise InferenceConfigError(f"{ctx.name}: no image to read: {what} (check "
+                                   "ImageDirectory and ImageName)")
+    return images
+
+
+def _settings(ctx: ComponentContext, default_topic: str) -> tuple[str, float, int, float]:
+    config = ctx.configuration
+    try:
+        interval = float(config.get("InferenceInterval", 3600))
+        top_k = int(config.get("TopK", TOP_K))
+        threshold = float(config.get("ScoreThreshold", THRESHOLD))
+    except (TypeError, ValueError) as exc:
+        raise InferenceConfigError(f"{ctx.name}: InferenceInterval, TopK and ScoreThreshold "
+                                   f"must be numbers: {exc}") from None
+    accelerator = str(config.get("Accelerator", "cpu")).lower()
+    if accelerator not in ("cpu", "auto"):
+        raise InferenceConfigError(f"{ctx.name}: Accelerator {accelerator!r} is not available "
+                                   "here; use cpu")
+    return str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k, threshold
+
+
+async def classification(ctx: ComponentContext) -> None:
+    """Classify ImageDirectory/ImageName every InferenceInterval seconds and publish."""
+    topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/image-classification")
+    runtime = str(ctx.configuration.get("Runtime") or "onnxruntime")
+    manifest = await anyio.to_thread.run_sync(load_manifest, _model_folder(ctx))
+    classifier = await open_classifier(manifest, runtime, RunnerOptions(threads=1),
+                                       top_k=top_k, threshold=threshold)
+    ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   ({runtime}, {manifest.name})")
+    while True:
+        for image in await anyio.to_thread.run_sync(_images, ctx):
+            start = time.perf_counter()
+            predictions = await classifier.classify(image)
+            took = (time.perf_counter() - start) * 1000
+            await ctx.publish(topic, classification_message(predictions, top_k, threshold))
+            best = predictions[0] if predictions else None
+            label = best.label if best else "(nothing above the threshold)"
+            score = f"{best.score:.3f}" if best else ""
+            ctx.output(f"{image.name:<24} {label[:36]:<36} {score:>6}   {took:.0f} ms")
+        if interval <= 0:
+            return
+        await anyio.sleep(interval)
+
+
+async def detection(ctx: ComponentContext) -> None:
+    """Detect faces in ImageDirectory/ImageName, publish, and write the image with boxes."""
+    topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/object-detection")
+    manifest = await anyio.to_thread.run_sync(load_manifest, _model_folder(ctx))
+    detector = await open_face_detector(manifest, RunnerOptions(threads=1))
+    output = ctx.work / "output"
+    await anyio.Path(output).mkdir(parents=True, exist_ok=True)
+    while True:
+        for image in await anyio.to_thread.run_sync(_images, ctx):
+            pixels = await anyio.to_thread.run_sync(load_image, image)
+            found = top_detections(await detector.detect(pixels), top_k, threshold)
+            await ctx.publish(topic, detection_message(found, top_k, threshold))
+            drawn = output / f"{image.stem}-detections.jpg"
+            await anyio.to_thread.run_sync(write_detections, pixels, found, drawn)
+            boxes = ", ".join(f"{d.label} {d.score:.2f} [{' '.join(f'{v:.0f}' for v in d.box)}]"
+                              for d in found) or "no faces"
+            ctx.output(f"{image.name:<24} {boxes}  -> {drawn}")
+        if interval <= 0:
+            return
+        await anyio.sleep(interval)
