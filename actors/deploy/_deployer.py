@@ -23,9 +23,18 @@ from typing import Any
 
 import anyio
 
+from ..artifacts import (
+    Access,
+    ArtifactError,
+    ArtifactSpec,
+    ArtifactStore,
+    Permission,
+    S3Settings,
+    Unarchive,
+)
 from ..config import ConfigError, JsonStore, apply_update, deep_merge
 from ..kernel import Actor, ActorRef, ActorsError, ChildSpec, Restart, start_child
-from ..recipe import DependencyType, Platform, Recipe, RecipeError, load_recipe
+from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe
 from ._model import (
     DeploymentRecord,
     DeploymentRequest,
@@ -74,6 +83,14 @@ def load_recipe_dir(recipe_dir: Path, device: Platform) -> dict[str, list[Recipe
     return found
 
 
+def artifact_spec(artifact: Artifact) -> ArtifactSpec:
+    """A recipe's artifact entry as the artifact store takes it."""
+    return ArtifactSpec(artifact.uri, artifact.digest, artifact.algorithm,
+                        Unarchive(artifact.unarchive),
+                        Permission(Access(artifact.permission.read),
+                                   Access(artifact.permission.execute)))
+
+
 class DeploymentFailed(ActorsError, RuntimeError):
     """A deployment failed; the record says how and what was rolled back."""
 
@@ -83,8 +100,9 @@ class DeploymentActor(Actor):
 
     def __init__(self, root: Path, device: Platform, components: ActorRef,
                  factory: ComponentFactory, on_deployed: Callable[[set[str]], None],
-                 state_of: Callable[[str], str]) -> None:
+                 state_of: Callable[[str], str], s3: S3Settings | None = None) -> None:
         self.root = root
+        self.artifacts = ArtifactStore(root / "packages", s3)
         self.state_of = state_of
         self.device = device
         self.components = components
@@ -97,6 +115,9 @@ class DeploymentActor(Actor):
         self.running: dict[str, Deployed] = {}
 
     # -- start-up ----------------------------------------------------------
+
+    async def on_stop(self) -> None:
+        await self.artifacts.aclose()
 
     async def on_start(self) -> None:
         interrupted = await anyio.to_thread.run_sync(self.current.load)
@@ -159,7 +180,7 @@ class DeploymentActor(Actor):
         previous_state = await anyio.to_thread.run_sync(self.state_store.load, empty_state())
         try:
             plan = await anyio.to_thread.run_sync(self._plan, request, previous_state)
-        except (RecipeError, ConfigError) as exc:
+        except (RecipeError, ConfigError, ArtifactError) as exc:
             return await self._finish(request, created, DetailedStatus.FAILED_NO_STATE_CHANGE,
                                       str(exc), previous_state)
         new_state, new_recipes = plan
@@ -167,8 +188,14 @@ class DeploymentActor(Actor):
             "request": request.to_json(), "previous": previous_state, "created": created})
         try:
             for recipe in new_recipes:
-                await anyio.to_thread.run_sync(self.packages.add, recipe, request.artifact_dir)
+                await anyio.to_thread.run_sync(self.packages.add, recipe)
             stored = await anyio.to_thread.run_sync(self._deployed_from, new_state)
+            # Every artifact is in place (and checked) before anything is stopped.
+            for deployed in stored.values():
+                recipe = deployed.recipe
+                await self.artifacts.fetch(recipe.name, recipe.version,
+                                           [artifact_spec(a) for a in recipe.artifacts],
+                                           artifact_dir=request.artifact_dir)
             await self._switch(self.running, stored)
         except Exception as exc:
             cause = str(exc) if not exc.__cause__ else f"{exc.__cause__}"
@@ -204,6 +231,7 @@ class DeploymentActor(Actor):
         if detailed is DetailedStatus.SUCCESSFUL:
             keep = {(n, c["version"]) for n, c in state["components"].items()}
             await anyio.to_thread.run_sync(self.packages.collect_garbage, keep)
+            await self.artifacts.gc(keep)
         log.info("deployment %s: %s %s %s", request.deployment_id, status, detailed, cause)
         return record
 

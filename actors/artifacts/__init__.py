@@ -1,0 +1,67 @@
+"""Component artifacts: fetched from S3 or local files, checked, cached, unarchived, installed.
+
+The deployment flow calls :meth:`ArtifactStore.fetch` for each component
+before installing anything, and :meth:`ArtifactStore.gc` after a successful
+deployment::
+
+    async with ArtifactStore(root / "packages", S3Settings()) as store:
+        fetched = await store.fetch("com.example.Model", "1.0.0", [
+            ArtifactSpec("s3://models/resnet.zip", digest="…", unarchive=Unarchive.ZIP)])
+        fetched.path, fetched.decompressed_path   # {artifacts:path}, {artifacts:decompressedPath}
+
+Greengrass's model-source rules are checked before any download: no SSE-C
+objects, no bucket names with periods, read permission (s3:GetObject).
+"""
+
+from ._digest import Digest, hash_file, parse_digest
+from ._errors import (
+    ArtifactAccessDenied,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactSpecError,
+    BucketNameRefused,
+    DigestMismatch,
+    DownloadFailed,
+    UnsafeArchive,
+    UnsupportedEncryption,
+)
+from ._progress import Progress, ProgressCallback, progress_bar
+from ._s3 import S3Settings
+from ._spec import (
+    Access,
+    ArtifactSpec,
+    FetchedArtifacts,
+    FetchStatistics,
+    Permission,
+    Unarchive,
+)
+from ._store import ArtifactStore, GcReport
+from ._unzip import UnarchiveLimits
+
+__all__ = [
+    "Access",
+    "ArtifactAccessDenied",
+    "ArtifactError",
+    "ArtifactNotFound",
+    "ArtifactSpec",
+    "ArtifactSpecError",
+    "ArtifactStore",
+    "BucketNameRefused",
+    "Digest",
+    "DigestMismatch",
+    "DownloadFailed",
+    "FetchStatistics",
+    "FetchedArtifacts",
+    "GcReport",
+    "Permission",
+    "Progress",
+    "ProgressCallback",
+    "S3Settings",
+    "Unarchive",
+    "UnarchiveLimits",
+    "UnsafeArchive",
+    "UnsupportedEncryption",
+    "hash_file",
+    "parse_digest",
+    "progress_bar",
+]
