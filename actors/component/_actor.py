@@ -418,7 +418,8 @@ class ComponentActor(Actor):
             await main(context)
         except Exception as exc:
             reason = f"component {self.recipe.name}: in-process run failed: {exc}"
-            log.error("%s", reason, exc_info=True)
+            # Our own errors say what to do; anything else gets its traceback.
+            log.error("%s", reason, exc_info=not isinstance(exc, ActorsError))
             if not await self._errored(reason):
                 raise
             return

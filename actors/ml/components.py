@@ -149,3 +149,47 @@ async def detection(ctx: ComponentContext) -> None:
         if interval <= 0:
             return
         await anyio.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m actors.ml.components classification|detection --config JSON ...``:
+    the same entry points as a plain subprocess (the recipe's Script), printing
+    each result message as a JSON line where no in-process bus exists."""
+    import argparse
+    import sys
+
+    import orjson
+
+    from ..kernel import run
+
+    parser = argparse.ArgumentParser(prog="python3 -m actors.ml.components")
+    parser.add_argument("task", choices=["classification", "detection"])
+    parser.add_argument("--config", required=True, help="the component's configuration (JSON)")
+    parser.add_argument("--name", default="edge.ml.standalone")
+    parser.add_argument("--models", type=Path, action="append", default=[],
+                        help="a model component's decompressed artifacts folder (repeatable)")
+    parser.add_argument("--work", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+    try:
+        config = orjson.loads(args.config)
+    except orjson.JSONDecodeError as exc:
+        parser.error(f"--config is not valid JSON: {exc}")
+
+    async def publish(topic: str, payload: Any) -> None:
+        sys.stdout.write(orjson.dumps({"topic": topic, "payload": payload}).decode() + "\n")
+
+    deps = {f"model{i}": ComponentContext(f"model{i}", "", {}, folder, folder, folder, "")
+            for i, folder in enumerate(args.models)}
+    ctx = ComponentContext(args.name, "", config, args.work, args.work, args.work,
+                           "edge-actors-local", deps, publish)
+    entry = classification if args.task == "classification" else detection
+    try:
+        run(entry, ctx)
+    except InferenceConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
