@@ -261,6 +261,7 @@ class Supervisor(Actor):
         self.period = period
         self.backoff = backoff or Backoff()
         self._children: list[_Child] = []  # start order
+        self._by_id: dict[str, _Child] = {}
         self._restart_times: deque[float] = deque()
         self._pending: list[_Child] = []  # waiting to be restarted, in start order
 
@@ -313,7 +314,12 @@ class Supervisor(Actor):
         cell = self.system._register(spec.id, spec.mailbox_size, parent=self._cell)
         child = _Child(spec, cell)
         self._children.append(child)
+        self._by_id[spec.id] = child
         return child
+
+    def _forget(self, child: _Child) -> None:
+        self._children.remove(child)
+        del self._by_id[child.spec.id]
 
     async def _start_child(self, child: _Child) -> None:
         child.generation += 1
@@ -387,6 +393,7 @@ class Supervisor(Actor):
         for child in reversed(self._children):
             self._remove(child, "supervisor stopped")
         self._children.clear()
+        self._by_id.clear()
 
     def _remove(self, child: _Child, reason: str) -> None:
         child.cell.close(reason)
@@ -399,15 +406,23 @@ class Supervisor(Actor):
         if child is not None:
             await self._terminate(child)
             self._remove(child, "terminated")
-            self._children.remove(child)
+            self._forget(child)
         if message.reply is not None and not message.reply.done():
             message.reply.set_result(None)
 
     async def _start_request(self, message: StartChild) -> None:
         reply = message.reply
+        spec = message.spec
         try:
-            order_by_dependencies([c.spec for c in self._children] + [message.spec], self.name)
-            child = self._add(message.spec)
+            # Only the new child needs checking (dependencies already started, so no
+            # cycle is possible): O(its dependencies), not O(children).
+            if spec.id in self._by_id:
+                raise ChildSpecError(f"{self.name}: two children have the id {spec.id!r}")
+            for dep in spec.depends_on:
+                if dep not in self._by_id:
+                    raise ChildSpecError(f"{self.name}: child {spec.id!r} depends on {dep!r}, "
+                                         "which is not a child here")
+            child = self._add(spec)
         except Exception as exc:
             if not reply.done():
                 reply.set_exception(exc)
@@ -416,7 +431,7 @@ class Supervisor(Actor):
             await self._start_child(child)
         except Exception as exc:
             self._remove(child, "failed to start")
-            self._children.remove(child)
+            self._forget(child)
             if not reply.done():
                 reply.set_exception(ChildStartError(
                     f"supervisor {self.name!r}: child {child.spec.id!r} failed to start: {exc}"
@@ -441,7 +456,7 @@ class Supervisor(Actor):
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and reason is None):
             self._remove(child, "exited")
-            self._children.remove(child)
+            self._forget(child)
             return
         now = time.monotonic()
         if now - child.started_at >= self.backoff.reset_after:
@@ -514,10 +529,7 @@ class Supervisor(Actor):
     # -- helpers -----------------------------------------------------------
 
     def _find(self, child_id: str) -> _Child | None:
-        for child in self._children:
-            if child.spec.id == child_id:
-                return child
-        return None
+        return self._by_id.get(child_id)
 
     def _emit(self, kind: str, child: _Child, reason: BaseException | None = None,
               attempt: int = 0, backoff: float = 0.0) -> None:

@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-from ._actor import DEFAULT_MAILBOX_SIZE, STOP, Actor, ActorRef, _Cell, run_instance, unwrap
+from ._actor import (
+    DEFAULT_MAILBOX_SIZE,
+    STOP,
+    Actor,
+    ActorRef,
+    _Cell,
+    _Deadlines,
+    run_instance,
+    unwrap,
+)
 from ._errors import ActorsError, NameTaken, SystemFailure
 from ._supervisor import (
     Backoff,
@@ -114,6 +123,7 @@ class ActorSystem:
         self._root_done = anyio.Event()
         self._shutdown = anyio.Event()
         self.failure: BaseException | None = None
+        self._deadlines: _Deadlines | None = None  # ask timeouts, made on first use
         self._counter = 0
 
     # -- embedding ---------------------------------------------------------
