@@ -1,0 +1,111 @@
+"""The ML stack deployed as Greengrass components: runtime + model + inference,
+from the project's recipes and staged artifacts, with real models and images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actors.component import State
+from actors.deploy import DeploymentRequest, DetailedStatus
+from actors.ml.stage import stage
+from actors.nucleus import Nucleus
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSIFY = "edge.ImageClassification.ONNX"
+DETECT = "edge.ObjectDetection.ONNX"
+ONCE = {"merge": {"InferenceInterval": 0}}
+
+
+@pytest.fixture(scope="session")
+def staged(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    cache = Path(request.config.cache.mkdir("edge-actors-models"))
+    out = tmp_path_factory.mktemp("artifacts")
+    stage(REPO / "recipes", out, cache)
+    return out
+
+
+async def test_classification_and_detection_deploy_run_and_publish(tmp_path: Path,
+                                                                   staged: Path) -> None:
+    messages: list[tuple[str, Any]] = []
+    lines: list[str] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_message(lambda topic, payload: messages.append((topic, payload)))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged,
+            merge={CLASSIFY: "1.0.0", DETECT: "1.0.0"},
+            configuration_update={CLASSIFY: ONCE, DETECT: ONCE}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states([CLASSIFY, DETECT], [State.FINISHED], timeout=120)
+        started = [n for n, s in nucleus.status.items() if s.history[:1] == [State.NEW]]
+    # Dependencies first: the runtime and model components before the inference ones.
+    assert started.index("variant.ONNXRuntime") < started.index(CLASSIFY)
+    assert started.index("variant.ONNX.ImageClassification.ModelStore") < \
+        started.index(CLASSIFY)
+    classified = [p for t, p in messages if t == "ml/dlr/image-classification"]
+    detected = [p for t, p in messages if t == "ml/dlr/object-detection"]
+    assert len(classified) == len(detected) == 5  # the five sample images, sorted by name
+    # Greengrass's message, exactly: string scores, the description with its trailing space.
+    chelsea = classified[1]
+    assert chelsea["inference-type"] == "image-classification"
+    assert chelsea["inference-description"] == "Top 5 predictions with score 0.3 or above "
+    labels = [r["Label"] for r in chelsea["inference-results"]]
+    assert any("cat" in label for label in labels), labels
+    assert all(isinstance(r["Score"], str) for r in chelsea["inference-results"])
+    # One face on the astronaut, none on the coffee cup; the drawn image is written.
+    astronaut, coffee = detected[0], detected[3]
+    assert len(astronaut["inference-results"]) == 1
+    assert coffee["inference-results"] == []
+    drawn = tmp_path / "root" / "work" / DETECT / "output" / "astronaut-detections.jpg"
+    assert drawn.stat().st_size > 10_000
+    assert any(line.startswith("chelsea.png") and "cat" in line for line in lines)
+
+
+async def test_a_bad_configuration_names_the_key_and_the_component_breaks(
+        tmp_path: Path, staged: Path) -> None:
+    reasons: list[tuple[State, str]] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_state(lambda name, state, reason: reasons.append((state, reason))
+                     if name == CLASSIFY else None)
+    async with nucleus:
+        await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
+            configuration_update={CLASSIFY: {"merge": {"ImageDirectory": "/nonexistent"}}}))
+        await nucleus.wait_states([CLASSIFY], [State.BROKEN], timeout=60)
+    errored = [r for s, r in reasons if s is State.ERRORED]
+    assert len(errored) == 3
+    assert errored[0].endswith("edge.ImageClassification.ONNX: ImageDirectory '/nonexistent' is "
+                               "not a folder; point it at the images to classify")
+    assert reasons[-1][0] is State.BROKEN
+
+
+def test_the_recipe_script_runs_the_same_code_as_a_process(staged: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(staged / CLASSIFY / "1.0.0" / "sample_images.zip") as archive:
+        archive.extract("chelsea.png", images)
+    models = tmp_path / "models"
+    with zipfile.ZipFile(staged / "variant.ONNX.ImageClassification.ModelStore" / "1.0.0"
+                         / "ONNX-mobilenet_v2-ImageClassification.zip") as archive:
+        archive.extractall(models / "ONNX-mobilenet_v2-ImageClassification")
+    config = {"ImageDirectory": str(images), "ImageName": "chelsea.png", "InferenceInterval": 0,
+              "ModelResourceKey": {"model": "ONNX-mobilenet_v2-ImageClassification"}}
+    done = subprocess.run(
+        [sys.executable, "-m", "actors.ml.components", "classification", "--config",
+         json.dumps(config), "--models", str(models)],
+        capture_output=True, text=True, timeout=120, check=True)
+    published = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert published[0]["topic"] == "ml/dlr/image-classification"
+    assert "cat" in published[0]["payload"]["inference-results"][0]["Label"]
