@@ -26,7 +26,7 @@ from ._errors import (
     UnsupportedEncryption,
 )
 from ._progress import Progress, ProgressCallback, progress_bar
-from ._s3 import S3Settings
+from ._s3_rules import S3Settings
 from ._spec import (
     Access,
     ArtifactSpec,

@@ -30,7 +30,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -39,10 +39,13 @@ from ._digest import Digest, hash_name, parse_digest
 from ._errors import ArtifactSpecError, DigestMismatch
 from ._local import copy_hashing, local_source
 from ._progress import ProgressCallback, RateMeter
-from ._s3 import Counters, S3Settings, S3Source, check_bucket_name, split_s3_uri
+from ._s3_rules import Counters, S3Settings, check_bucket_name, split_s3_uri
 from ._sink import HashingFile, feeding
 from ._spec import ArtifactSpec, FetchedArtifacts, FetchStatistics, Unarchive
 from ._unzip import UnarchiveLimits, extract_zip, folder_mode, force_rmtree, make_read_only
+
+if TYPE_CHECKING:
+    from ._s3 import S3Source
 
 CACHE, STATE, TMP = "artifact-cache", "artifact-state", "artifact-tmp"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -123,6 +126,8 @@ class ArtifactStore:
     async def _source(self) -> S3Source:
         async with self._s3_lock:
             if self._s3 is None:
+                from ._s3 import S3Source  # aiobotocore + aiohttp: only when S3 is used
+
                 self._s3 = await self._stack.enter_async_context(S3Source(self.s3_settings))
             return self._s3
 
