@@ -205,3 +205,29 @@ async def test_kill_9_at_random_points_never_leaves_a_half_applied_deployment(
             while leftover(marker):
                 await anyio.sleep(0.05)
     assert interrupted >= 3  # the kills did land inside deployments
+
+
+async def test_a_hard_dependency_change_restarts_its_dependents_a_soft_one_does_not(
+        tmp_path: Path) -> None:
+    root, recipes = tmp_path / "root", tmp_path / "recipes"
+    recipe(recipes, "test.Base", config="Level: 1\n", lifecycle="""\
+        Startup: echo "base {configuration:/Level}" >> ../events.txt
+    """)
+    for name, kind in (("test.Hard", "HARD"), ("test.Soft", "SOFT")):
+        recipe(recipes, name, deps=f"""\
+            test.Base:
+              VersionRequirement: "^1.0.0"
+              DependencyType: {kind}
+        """, lifecycle=f"""\
+            Startup: echo "{name} started" >> ../events.txt
+        """)
+    events = root / "work" / "events.txt"
+    async with Nucleus(root) as nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                               merge={"test.Hard": "1.0.0", "test.Soft": "1.0.0"}))
+        assert events.read_text().splitlines() == ["base 1", "test.Hard started",
+                                                   "test.Soft started"]
+        record = await nucleus.deploy(DeploymentRequest(configuration_update={
+            "test.Base": {"merge": {"Level": 2}}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+    assert events.read_text().splitlines()[3:] == ["base 2", "test.Hard started"]
