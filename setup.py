@@ -33,6 +33,8 @@ def native_extensions() -> list[Extension]:
         Extension(
             "actors._native_" + os.path.splitext(os.path.basename(src))[0],
             [src],
+            # The C kernels the .pyx includes: a change to one rebuilds the module.
+            depends=sorted(glob.glob(os.path.join("_native", "*.h"))),
             extra_compile_args=["-O3"],
         )
         for src in sources
