@@ -1,6 +1,7 @@
 """Nucleus: wires the rooms into one supervision tree; the embedding API.
 
     Nucleus (ActorSystem root, one_for_one)
+    ├── ipc          BrokerActor: local pub/sub, the component socket <root>/ipc.socket
     ├── components   Supervisor, rest_for_one, children in dependency order
     └── deployments  DeploymentActor: the queue, apply, rollback, history
 
@@ -14,6 +15,7 @@ Usable from any asyncio program::
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -33,11 +35,13 @@ from .component import (
     kill_orphans,
 )
 from .deploy import Deployed, DeploymentActor, DeploymentRecord, DeploymentRequest
+from .ipc import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, BrokerActor, InMemoryConfiguration, IpcService
 from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
 from .recipe import Platform, Recipe, detect_platform
 
 log = logging.getLogger("actors.nucleus")
 
+IPC = "ipc"
 COMPONENTS = "components"
 DEPLOYMENTS = "deployments"
 
@@ -127,6 +131,10 @@ class Nucleus:
         self._output_listeners: list[Callable[[str, str], None]] = []
         self._message_listeners: list[Callable[[str, Any], None]] = []
         self._deployments: ActorRef | None = None
+        # The IPC operations: pub/sub with each component's accessControl, the
+        # configuration components read, UpdateState.
+        self.configuration = InMemoryConfiguration()
+        self.ipc = IpcService(configuration=self.configuration, thing_name=thing_name)
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
 
@@ -140,6 +148,8 @@ class Nucleus:
             self._lock.close()
             raise
         try:
+            await self.system.spawn(lambda: BrokerActor(self.ipc, root=self.root), name=IPC,
+                                    shutdown=10.0)
             components = await self.system.spawn(
                 # Per-component errors are counted by the BROKEN rule; this
                 # supervisor only gives up on a storm across all of them.
@@ -197,20 +207,34 @@ class Nucleus:
         status = self.status.get(recipe.name)
         if status is None or status.version != recipe.version:
             self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
+        # What the component may do over IPC, and the configuration it reads there.
+        self.ipc.set_access_control(recipe.name, configuration)
+        self.configuration.set_component(recipe.name, configuration)
+        environment = {
+            INSTANCE_VARIABLE: self.instance,
+            ENV_TOKEN: self.ipc.register_component(recipe.name),
+            ENV_SOCKET: str(self.root / SOCKET_NAME),
+        }
         return ComponentActor(
             recipe, configuration, self._paths(recipe), thing_name=self.thing_name,
             on_state=self._state, on_output=self._output, errors=self.errors,
-            environment={INSTANCE_VARIABLE: self.instance},
+            environment=environment,
             dependencies={name: (self._paths(d.recipe), d.configuration)
                           for name, d in dependencies.items()},
-            publish=self.publish)
+            publish=functools.partial(self.publish, component=recipe.name))
 
     def on_message(self, listener: Callable[[str, Any], None]) -> None:
-        """Call ``listener(topic, payload)`` for every message a component publishes."""
+        """Call ``listener(topic, payload)`` for every message published through
+        :meth:`publish` (what in-process components publish)."""
         self._message_listeners.append(listener)
 
-    async def publish(self, topic: str, payload: Any) -> None:
-        """Publish on the local bus (in-process components' ``ctx.publish``)."""
+    async def publish(self, topic: str, payload: Any, component: str | None = None) -> None:
+        """Publish on the local bus; as ``component``, its accessControl must allow it
+        (PublishToTopic), else :class:`~actors.ipc.UnauthorizedError`."""
+        if component is None:
+            await self.ipc.broker.publish("$nucleus", topic, payload)
+        else:
+            await self.ipc.publish_to_topic(component, topic, payload)
         for listener in self._message_listeners:
             listener(topic, payload)
 
@@ -239,6 +263,10 @@ class Nucleus:
             return
         status.state, status.reason = state, reason
         status.history.append(state)
+        # As Greengrass reports it; `$` topics only reach subscribers that name them.
+        self.ipc.broker.publish_nowait("$nucleus", f"$nucleus/components/{name}/state",
+                                       {"component": name, "version": status.version,
+                                        "state": str(state), "reason": reason})
         for listener in self._listeners:
             listener(name, state, reason)
         self._changed.set()
