@@ -27,6 +27,21 @@ def _root(parser: argparse.ArgumentParser) -> None:
                         "(default: ./.edge-actors)")
 
 
+def _deployment_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
+                        help="folder of recipe files for the local deployment")
+    parser.add_argument("--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
+                        help="folder of artifacts laid out as <name>/<version>/...")
+    parser.add_argument("--merge", action="append", default=[], metavar="NAME=VERSION",
+                        help="add or update a root component (repeatable)")
+    parser.add_argument("--remove", action="append", default=[], metavar="NAME",
+                        help="remove a root component (repeatable)")
+    parser.add_argument("--update-config", dest="update_config", metavar="JSON_OR_FILE",
+                        help='configuration updates: {"name": {"MERGE": {...}, "RESET": [...]}}')
+    parser.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
+                        default="ROLLBACK", help="on a failed deployment (default: ROLLBACK)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-actors",
@@ -43,25 +58,20 @@ def _parser() -> argparse.ArgumentParser:
         "applied first, as `greengrass-cli deployment create` does. Runs until "
         "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
     _root(run)
-    run.add_argument("--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
-                     help="folder of recipe files for the local deployment")
-    run.add_argument("--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
-                     help="folder of artifacts laid out as <name>/<version>/...")
-    run.add_argument("--merge", action="append", default=[], metavar="NAME=VERSION",
-                     help="add or update a root component (repeatable)")
-    run.add_argument("--remove", action="append", default=[], metavar="NAME",
-                     help="remove a root component (repeatable)")
-    run.add_argument("--update-config", dest="update_config", metavar="JSON_OR_FILE",
-                     help='configuration updates: {"name": {"MERGE": {...}, "RESET": [...]}}')
-    run.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
-                     default="ROLLBACK", help="on a failed deployment (default: ROLLBACK)")
+    _deployment_flags(run)
     run.add_argument("--exit-when-done", action="store_true",
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="with --exit-when-done, the seconds to wait (default: 600)")
 
-    deployment = sub.add_parser("deployment", help="deployments recorded under --root")
+    deployment = sub.add_parser("deployment", help="create, list and show deployments")
     dsub = deployment.add_subparsers(dest="verb", required=True)
+    p = dsub.add_parser("create", help="submit a local deployment to the running runtime",
+                        description="Submit a local deployment to the runtime running on --root "
+                        "(over its IPC socket), as `greengrass-cli deployment create` does; "
+                        "prints the deployment id. Follow it with `deployment status`.")
+    _root(p)
+    _deployment_flags(p)
     for verb, text in (("list", "list the recorded deployments"),
                        ("status", "show one deployment's status")):
         p = dsub.add_parser(verb, help=text)
@@ -76,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     p = csub.add_parser("details", help="one component's version and configuration")
     _root(p)
     p.add_argument("-n", "--name", required=True)
+    for verb, text in (("restart", "restart a component (and its HARD dependents)"),
+                       ("stop", "stop a component until it is restarted or redeployed")):
+        p = csub.add_parser(verb, help=f"{text}, in the running runtime")
+        _root(p)
+        p.add_argument("-n", "--names", required=True, help="the component")
 
     logs = sub.add_parser("logs", help="component logs (JSON lines under <root>/logs)")
     lsub = logs.add_subparsers(dest="verb", required=True)
@@ -97,6 +112,40 @@ def _parser() -> argparse.ArgumentParser:
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _merge(items: list[str]) -> dict[str, str]:
+    merge = {}
+    for item in items:
+        name, _, version = item.partition("=")
+        merge[name] = version or "*"
+    return merge
+
+
+def _remote(root: Path, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Call ``operation`` on the runtime running on ``root``, as the CLI identity."""
+    from ._operations import TOKEN_FILE
+    from .ipc import SOCKET_NAME, IpcError
+    from .ipc.client import IpcClient
+    from .kernel import run
+
+    socket, token_file = root / SOCKET_NAME, root / TOKEN_FILE
+    if not socket.exists() or not token_file.exists():
+        raise SystemExit(f"edge-actors: no runtime is running on {root} (no {SOCKET_NAME}); "
+                         f"start one with `edge-actors run --root {root}`")
+
+    async def call() -> dict[str, Any]:
+        client = await IpcClient(str(socket), token_file.read_text().strip()).connect()
+        try:
+            return await client.call(operation, request)
+        finally:
+            await client.close()
+
+    try:
+        return run(call)
+    except (IpcError, OSError) as exc:
+        raise SystemExit(f"edge-actors: {operation} on the runtime at {root} failed: "
+                         f"{exc}") from None
 
 
 def _update_config(text: str | None) -> dict[str, Any]:
@@ -138,12 +187,8 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
     async with nucleus:
         code = 0
         if args.merge or args.remove or args.update_config:
-            merge = {}
-            for item in args.merge:
-                name, _, version = item.partition("=")
-                merge[name] = version or "*"
             record = await nucleus.deploy(DeploymentRequest(
-                merge=merge, remove=args.remove,
+                merge=_merge(args.merge), remove=args.remove,
                 configuration_update=_update_config(args.update_config),
                 recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
                 failure_handling=FailureHandling(args.failure_handling)))
@@ -179,6 +224,23 @@ def _state(root: Path) -> dict[str, Any]:
 def _offline(args: argparse.Namespace) -> int:
     from .deploy import DeploymentActor
 
+    if args.command == "deployment" and args.verb == "create":
+        answer = _remote(args.root, "CreateLocalDeployment", {
+            "recipeDirectoryPath": str(args.recipe_dir.absolute()) if args.recipe_dir else None,
+            "artifactsDirectoryPath": str(args.artifact_dir.absolute())
+            if args.artifact_dir else None,
+            "rootComponentVersionsToAdd": _merge(args.merge),
+            "rootComponentsToRemove": args.remove,
+            "componentToConfiguration": _update_config(args.update_config),
+            "failureHandlingPolicy": args.failure_handling})
+        print(f"Local deployment submitted! Deployment Id: {answer['deploymentId']}")
+        return 0
+    if args.command == "component" and args.verb in ("restart", "stop"):
+        operation = "RestartComponent" if args.verb == "restart" else "StopComponent"
+        answer = _remote(args.root, operation, {"componentName": args.names})
+        outcome = answer.get("restartStatus") or answer.get("stopStatus")
+        print(f"{args.verb} {args.names}: {outcome}")
+        return 0
     if args.command == "deployment":
         records = DeploymentActor.history_at(args.root)
         if args.verb == "list":

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import anyio
 
+from . import _operations
 from .component import (
     INSTANCE_VARIABLE,
     ComponentActor,
@@ -34,7 +35,14 @@ from .component import (
     State,
     kill_orphans,
 )
-from .deploy import Deployed, DeploymentActor, DeploymentRecord, DeploymentRequest
+from .deploy import (
+    Deployed,
+    DeploymentActor,
+    DeploymentRecord,
+    DeploymentRequest,
+    RestartComponent,
+    StopComponent,
+)
 from .ipc import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, BrokerActor, InMemoryConfiguration, IpcService
 from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
 from .recipe import Platform, Recipe, detect_platform
@@ -131,6 +139,7 @@ class Nucleus:
         self._output_listeners: list[Callable[[str, str], None]] = []
         self._message_listeners: list[Callable[[str, Any], None]] = []
         self._deployments: ActorRef | None = None
+        self.pending: set[str] = set()  # deployment ids queued or in progress
         # The IPC operations: pub/sub with each component's accessControl, the
         # configuration components read, UpdateState.
         self.configuration = InMemoryConfiguration()
@@ -150,6 +159,8 @@ class Nucleus:
         try:
             await self.system.spawn(lambda: BrokerActor(self.ipc, root=self.root), name=IPC,
                                     shutdown=10.0)
+            _operations.register(self)
+            _operations.write_cli_token(self)
             components = await self.system.spawn(
                 # Per-component errors are counted by the BROKEN rule; this
                 # supervisor only gives up on a storm across all of them.
@@ -188,8 +199,25 @@ class Nucleus:
     async def deploy(self, request: DeploymentRequest) -> DeploymentRecord:
         """Queue a deployment and wait for its outcome (deployments apply one at a time)."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
-        record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
+        self.pending.add(request.deployment_id)
+        try:
+            record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
+        finally:
+            self.pending.discard(request.deployment_id)
         return record
+
+    async def submit(self, request: DeploymentRequest) -> None:
+        """Queue a deployment without waiting for it (its outcome lands in :meth:`history`;
+        until then its id is in :attr:`pending`)."""
+        assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.pending.add(request.deployment_id)
+        await self._deployments.tell(request)
+
+    async def control(self, message: RestartComponent | StopComponent) -> str:
+        """Restart or stop a deployed component, in turn with the deployments."""
+        assert self._deployments is not None, "use the Nucleus inside `async with`"
+        result: str = await self._deployments.ask(message, timeout=None)
+        return result
 
     def history(self) -> list[DeploymentRecord]:
         return DeploymentActor.history_at(self.root)

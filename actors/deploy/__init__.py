@@ -5,6 +5,8 @@ from ._deployer import (
     Deployed,
     DeploymentActor,
     DeploymentFailed,
+    RestartComponent,
+    StopComponent,
     empty_state,
     load_recipe_dir,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "FailureHandling",
     "PackageStore",
     "ResolutionError",
+    "RestartComponent",
+    "StopComponent",
     "empty_state",
     "load_recipe_dir",
     "resolve",

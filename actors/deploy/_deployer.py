@@ -91,6 +91,20 @@ def artifact_spec(artifact: Artifact) -> ArtifactSpec:
                                    Access(artifact.permission.execute)))
 
 
+@dataclass(frozen=True)
+class RestartComponent:
+    """Stop a deployed component (and its HARD dependents) and start them again."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StopComponent:
+    """Stop a deployed component until it is restarted or deployed again."""
+
+    name: str
+
+
 class DeploymentFailed(ActorsError, RuntimeError):
     """A deployment failed; the record says how and what was rolled back."""
 
@@ -113,6 +127,7 @@ class DeploymentActor(Actor):
         self.current = JsonStore(root / "deployments" / "current.json")
         self.history_store = JsonStore(root / "deployments" / "history.json")
         self.running: dict[str, Deployed] = {}
+        self.stopped: dict[str, Deployed] = {}  # by StopComponent, until restarted
 
     # -- start-up ----------------------------------------------------------
 
@@ -157,10 +172,30 @@ class DeploymentActor(Actor):
 
     # -- deployments -------------------------------------------------------
 
-    async def receive(self, message: Any) -> DeploymentRecord:
-        if not isinstance(message, DeploymentRequest):
-            raise TypeError(f"deployments: expected a DeploymentRequest, got {message!r}")
-        return await self._deploy(message)
+    async def receive(self, message: Any) -> Any:
+        # Component restarts and stops go through this mailbox too, so they never
+        # interleave with a deployment's changes.
+        if isinstance(message, DeploymentRequest):
+            return await self._deploy(message)
+        if isinstance(message, RestartComponent | StopComponent):
+            return await self._restart_or_stop(message)
+        raise TypeError(f"deployments: expected a DeploymentRequest, got {message!r}")
+
+    async def _restart_or_stop(self, message: RestartComponent | StopComponent) -> str:
+        deployed = self.running.get(message.name) or self.stopped.get(message.name)
+        if deployed is None:
+            raise DeploymentFailed(f"component {message.name} is not deployed")
+        if isinstance(message, StopComponent):
+            await self._stop(message.name)
+            self.stopped[message.name] = deployed
+            return "SUCCEEDED"
+        if message.name in self.stopped:
+            del self.stopped[message.name]
+            await self._start(deployed)
+            return "SUCCEEDED"
+        current = dict(self.running)
+        await self._switch(current, current, force={message.name})
+        return "SUCCEEDED"
 
     @staticmethod
     def history_at(root: Path) -> list[DeploymentRecord]:
@@ -282,9 +317,12 @@ class DeploymentActor(Actor):
 
     # -- switching the running set ----------------------------------------
 
-    async def _switch(self, old: Mapping[str, Deployed], new: Mapping[str, Deployed]) -> None:
-        """Stop what differs (and its HARD dependents), then start what is missing."""
+    async def _switch(self, old: Mapping[str, Deployed], new: Mapping[str, Deployed],
+                      force: set[str] | None = None) -> None:
+        """Stop what differs (and its HARD dependents), then start what is missing.
+        ``force`` names components to restart even if unchanged."""
         changed = {n for n in old if n not in new or not new[n].same_as(old[n])}
+        changed |= (force or set()) & set(old)
         # A component restarts with its HARD dependencies.
         grew = True
         while grew:
@@ -301,8 +339,9 @@ class DeploymentActor(Actor):
                 await self._stop(name)
         self.on_deployed(set(new))
         for name in start_order({n: d.recipe for n, d in new.items()}):
-            if name in self.running:
+            if name in self.running or (name in self.stopped and name not in changed):
                 continue
+            self.stopped.pop(name, None)
             await self._start(new[name])
 
     async def _stop(self, name: str) -> None:

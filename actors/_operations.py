@@ -1,0 +1,127 @@
+"""The CLI's IPC operations, served by the runtime to ``edge-actors`` commands.
+
+Names and fields are greengrass-cli's: CreateLocalDeployment,
+GetLocalDeploymentStatus, ListLocalDeployments, ListComponents,
+GetComponentDetails, RestartComponent, StopComponent. Only the CLI identity
+may call them: its token is written to ``<root>/cli.token`` (mode 0600), so
+whoever can read the runtime's root folder may drive it, as with Greengrass's
+CLI authorization groups.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import atomic_write
+from .deploy import DeploymentRequest, FailureHandling, RestartComponent, StopComponent
+from .ipc import CallContext, InvalidArgumentsError, ResourceNotFoundError, UnauthorizedError
+
+if TYPE_CHECKING:
+    from .nucleus import Nucleus
+
+CLI_IDENTITY = "aws.greengrass.Cli"
+TOKEN_FILE = "cli.token"
+
+
+def write_cli_token(nucleus: Nucleus) -> None:
+    """A fresh CLI token for this runtime, readable by the root folder's owner only."""
+    token = nucleus.ipc.register_component(CLI_IDENTITY)
+    path = nucleus.root / TOKEN_FILE
+    atomic_write(path, token.encode())
+    os.chmod(path, 0o600)
+
+
+def _only_cli(context: CallContext, operation: str) -> None:
+    if context.component != CLI_IDENTITY:
+        raise UnauthorizedError(f"{context.component} is not authorized to call {operation}: "
+                                "only the edge-actors CLI may")
+
+
+def _strings(request: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = request.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidArgumentsError(f"{key} must map component names to versions")
+    return {str(k): v for k, v in value.items()}
+
+
+def register(nucleus: Nucleus) -> None:
+    """Serve the CLI operations from ``nucleus``."""
+    service = nucleus.ipc
+
+    async def create(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "CreateLocalDeployment")
+        remove = request.get("rootComponentsToRemove") or []
+        config = request.get("componentToConfiguration") or {}
+        if not isinstance(remove, list) or not isinstance(config, dict):
+            raise InvalidArgumentsError("rootComponentsToRemove must be a list and "
+                                        "componentToConfiguration an object")
+        try:
+            policy = FailureHandling(request.get("failureHandlingPolicy") or "ROLLBACK")
+        except ValueError:
+            raise InvalidArgumentsError("failureHandlingPolicy must be ROLLBACK or "
+                                        "DO_NOTHING") from None
+        recipes, artifacts = (request.get("recipeDirectoryPath"),
+                              request.get("artifactsDirectoryPath"))
+        deployment = DeploymentRequest(
+            merge=_strings(request, "rootComponentVersionsToAdd"), remove=[str(r) for r in remove],
+            configuration_update={str(k): {str(a).lower(): b for a, b in v.items()}
+                                  for k, v in config.items()},
+            recipe_dir=Path(recipes) if recipes else None,
+            artifact_dir=Path(artifacts) if artifacts else None, failure_handling=policy)
+        await nucleus.submit(deployment)
+        return {"deploymentId": deployment.deployment_id}
+
+    async def status(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "GetLocalDeploymentStatus")
+        wanted = request.get("deploymentId")
+        for record in reversed(nucleus.history()):
+            if record.deployment_id == wanted:
+                return {"deployment": record.to_json()}
+        if wanted in nucleus.pending:
+            return {"deployment": {"deploymentId": wanted, "status": "IN_PROGRESS"}}
+        raise ResourceNotFoundError(f"no deployment {wanted!r} (see ListLocalDeployments)")
+
+    async def deployments(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "ListLocalDeployments")
+        records = [r.to_json() for r in nucleus.history()]
+        records += [{"deploymentId": d, "status": "IN_PROGRESS"} for d in nucleus.pending
+                    if d not in {r["deploymentId"] for r in records}]
+        return {"localDeployments": records}
+
+    def details(name: str) -> dict[str, Any]:
+        status = nucleus.status.get(name)
+        if status is None:
+            raise ResourceNotFoundError(f"component {name} is not deployed")
+        return {"componentName": name, "version": status.version, "state": str(status.state),
+                "reason": status.reason,
+                "configuration": nucleus.configuration.get_nowait(name, [])}
+
+    async def components(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "ListComponents")
+        return {"components": [details(name) for name in sorted(nucleus.status)]}
+
+    async def component(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "GetComponentDetails")
+        return {"componentDetails": details(str(request.get("componentName")))}
+
+    async def restart(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "RestartComponent")
+        name = str(request.get("componentName"))
+        details(name)
+        return {"restartStatus": await nucleus.control(RestartComponent(name)),
+                "message": ""}
+
+    async def stop(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "StopComponent")
+        name = str(request.get("componentName"))
+        details(name)
+        return {"stopStatus": await nucleus.control(StopComponent(name)), "message": ""}
+
+    for name, handler in (("CreateLocalDeployment", create), ("GetLocalDeploymentStatus", status),
+                          ("ListLocalDeployments", deployments), ("ListComponents", components),
+                          ("GetComponentDetails", component), ("RestartComponent", restart),
+                          ("StopComponent", stop)):
+        service.register_operation(name, handler)
