@@ -59,6 +59,17 @@ def _parser() -> argparse.ArgumentParser:
         "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
     _root(run)
     _deployment_flags(run)
+    run.add_argument("--thing-name", default="edge-actors-local",
+                     help="{iot:thingName}, and the MQTT client id (default: edge-actors-local)")
+    run.add_argument("--platform-override", metavar="JSON",
+                     help='manifest platform keys to replace or add, e.g. '
+                     '\'{"architecture": "arm", "architecture.detail": "arm71"}\'')
+    run.add_argument("--mqtt-host", help="MQTT broker for PublishToIoTCore/SubscribeToIoTCore "
+                     "(AWS IoT Core's endpoint, or any broker); none by default")
+    run.add_argument("--mqtt-port", type=int, default=8883, help="(default: 8883)")
+    run.add_argument("--mqtt-ca", type=Path, help="CA certificate for TLS")
+    run.add_argument("--mqtt-cert", type=Path, help="the thing's client certificate")
+    run.add_argument("--mqtt-key", type=Path, help="the thing's private key")
     run.add_argument("--exit-when-done", action="store_true",
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
@@ -163,9 +174,18 @@ def _update_config(text: str | None) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from .ipc import MqttSettings
     from .nucleus import Nucleus
 
-    nucleus = Nucleus(args.root, handle_signals=True)
+    try:
+        override = json.loads(args.platform_override) if args.platform_override else None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"edge-actors: --platform-override: not valid JSON: {exc}") from None
+    mqtt = None if not args.mqtt_host else MqttSettings(
+        args.mqtt_host, args.mqtt_port, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert,
+        key_file=args.mqtt_key)
+    nucleus = Nucleus(args.root, handle_signals=True, thing_name=args.thing_name,
+                      platform_override=override, mqtt=mqtt)
     # Listen before the start: components deployed earlier start with the runtime.
     nucleus.on_state(lambda name, state, reason: print(
         f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))

@@ -14,6 +14,7 @@ Usable from any asyncio program::
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import logging
@@ -43,7 +44,16 @@ from .deploy import (
     RestartComponent,
     StopComponent,
 )
-from .ipc import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, BrokerActor, InMemoryConfiguration, IpcService
+from .ipc import (
+    ENV_SOCKET,
+    ENV_TOKEN,
+    SOCKET_NAME,
+    BrokerActor,
+    InMemoryConfiguration,
+    IpcService,
+    MqttBridge,
+    MqttSettings,
+)
 from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
 from .recipe import Platform, Recipe, detect_platform
 
@@ -127,7 +137,8 @@ class Nucleus:
 
     def __init__(self, root: Path, *, thing_name: str = "edge-actors-local",
                  platform_override: Mapping[str, str] | None = None,
-                 handle_signals: bool = False, error_reset_time: float = 3600.0) -> None:
+                 handle_signals: bool = False, error_reset_time: float = 3600.0,
+                 mqtt: MqttSettings | None = None) -> None:
         self.root = Path(root).absolute()
         self.thing_name = thing_name
         self.device: Platform = detect_platform(platform_override)
@@ -144,6 +155,11 @@ class Nucleus:
         # configuration components read, UpdateState.
         self.configuration = InMemoryConfiguration()
         self.ipc = IpcService(configuration=self.configuration, thing_name=thing_name)
+        # PublishToIoTCore/SubscribeToIoTCore go to this broker (AWS IoT Core or any
+        # MQTT broker); its client id is the thing name, its QoS 1 spool under the root.
+        self.mqtt = None if mqtt is None else dataclasses.replace(
+            mqtt, thing_name=thing_name,
+            spool_dir=mqtt.spool_dir or self.root / "mqtt-spool")
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
 
@@ -157,8 +173,10 @@ class Nucleus:
             self._lock.close()
             raise
         try:
-            await self.system.spawn(lambda: BrokerActor(self.ipc, root=self.root), name=IPC,
-                                    shutdown=10.0)
+            await self.system.spawn(
+                lambda: BrokerActor(self.ipc, root=self.root,
+                                    bridge=MqttBridge(self.mqtt) if self.mqtt else None),
+                name=IPC, shutdown=10.0)
             _operations.register(self)
             _operations.write_cli_token(self)
             components = await self.system.spawn(

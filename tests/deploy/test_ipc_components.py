@@ -64,3 +64,51 @@ async def test_a_component_process_publishes_through_the_socket(tmp_path: Path) 
     assert len(refused) == 1
     assert "test.Publisher" in refused[0] and "forbidden/topic" in refused[0]
     assert reported == ["NEW", "INSTALLED", "RUNNING", "FINISHED"]
+
+
+IOT_SCRIPT = """\
+from actors.ipc.client import connect_sync
+with connect_sync() as ipc:
+    ipc.publish_to_iot_core("things/edge/telemetry", "21.5", qos=1)
+"""
+
+
+async def test_publish_to_iot_core_reaches_the_configured_mqtt_broker(tmp_path: Path) -> None:
+    import aiomqtt
+
+    from actors.ipc import MqttSettings
+
+    from ..ipc import mosquitto
+
+    if not mosquitto.available():
+        pytest.skip(mosquitto.INSTALL_HINT)
+    folder = tmp_path / "mosquitto"
+    folder.mkdir()
+    broker = mosquitto.Mosquitto(folder)
+    broker.start()
+    try:
+        recipes = tmp_path / "recipes"
+        (tmp_path / "iot.py").write_text(IOT_SCRIPT)
+        recipe(recipes, "test.Iot", config="""\
+            accessControl:
+              aws.greengrass.ipc.mqttproxy:
+                test.Iot:mqttproxy:1:
+                  operations: [aws.greengrass#PublishToIoTCore]
+                  resources: [things/edge/#]
+        """, lifecycle=f"""\
+            Run: python3 -u {tmp_path / "iot.py"}
+        """)
+        settings = MqttSettings("127.0.0.1", broker.port)
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as watcher:
+            await watcher.subscribe("things/#", qos=1)
+            async with Nucleus(tmp_path / "root", thing_name="edge", mqtt=settings) as nucleus:
+                record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                                merge={"test.Iot": "1.0.0"}))
+                assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+                with anyio.fail_after(20):
+                    async for message in watcher.messages:
+                        break
+        assert str(message.topic) == "things/edge/telemetry"
+        assert message.payload == b"21.5"
+    finally:
+        broker.kill()
