@@ -106,8 +106,7 @@ async def test_publish_to_iot_core_reaches_the_configured_mqtt_broker(tmp_path: 
                                                                 merge={"test.Iot": "1.0.0"}))
                 assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
                 with anyio.fail_after(20):
-                    async for message in watcher.messages:
-                        break
+                    message = await anext(aiter(watcher.messages))
         assert str(message.topic) == "things/edge/telemetry"
         assert message.payload == b"21.5"
     finally:
