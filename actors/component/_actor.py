@@ -337,7 +337,7 @@ class ComponentActor(Actor):
     async def on_start(self) -> None:
         self._set(State.NEW)
         try:
-            await self._run_step("bootstrap")
+            await self._bootstrap()
             await self._run_step("install")
             self._set(State.INSTALLED)
             if "startup" in self.recipe.lifecycle:
@@ -372,6 +372,17 @@ class ComponentActor(Actor):
             self.finish()
             return True
         return False
+
+    async def _bootstrap(self) -> None:
+        """Bootstrap runs once per component version (when it is first deployed or
+        updated), unlike install, which runs at every start."""
+        if "bootstrap" not in self.recipe.lifecycle:
+            return
+        marker = anyio.Path(self.paths.work) / f".bootstrapped@{self.recipe.version}"
+        if await marker.exists():
+            return
+        await self._run_step("bootstrap")
+        await marker.touch()
 
     async def _watch_run(self, process: anyio.abc.Process) -> None:
         await self._pump(process, "run")

@@ -187,3 +187,23 @@ def test_malformed_recipes_get_one_clear_error(tmp_path: Path) -> None:
     bad = write(tmp_path, "z.json", '{"RecipeFormatVersion": "2020-01-25", ')
     with pytest.raises(RecipeError, match=r"z.json: not valid JSON"):
         load_recipe(bad)
+
+
+async def test_bootstrap_runs_once_per_version_install_at_every_start(tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    for version in ("1.0.0", "1.1.0"):
+        recipe(recipes, "test.Boot", version, lifecycle=f"""\
+            Bootstrap: echo bootstrap {version}
+            Install: echo install {version}
+            Startup: echo startup {version}
+        """)
+    lines: list[str] = []
+    for version in ("1.0.0", "1.0.0", "1.1.0"):
+        nucleus = Nucleus(tmp_path / "root")
+        nucleus.on_output(lambda name, line: lines.append(line))
+        async with nucleus:
+            await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                   merge={"test.Boot": version}))
+    assert [line for line in lines if line.startswith("bootstrap")] == \
+        ["bootstrap 1.0.0", "bootstrap 1.1.0"]
+    assert lines.count("install 1.0.0") == 3  # at every start: one per runtime here
