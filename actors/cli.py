@@ -8,6 +8,7 @@ Verbs and flags follow ``greengrass-cli`` where it has them (``deployment``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -190,10 +191,16 @@ async def _run(args: argparse.Namespace) -> int:
     nucleus.on_state(lambda name, state, reason: print(
         f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
     nucleus.on_output(lambda name, line: print(f"[{name}] {line}", flush=True))
+    bar = contextlib.ExitStack()
+    if sys.stdout.isatty():  # a progress bar for artifact downloads, on terminals only
+        from .artifacts import progress_bar
+
+        nucleus.on_progress(bar.enter_context(progress_bar()))
     published: dict[str, list[Any]] = {}
     nucleus.on_message(lambda topic, payload: published.setdefault(topic, []).append(payload))
     try:
-        return await _serve(nucleus, args)
+        with bar:
+            return await _serve(nucleus, args)
     finally:
         for topic, payloads in published.items():
             print(f"published {len(payloads)} message(s) on {topic}; the last: "

@@ -28,6 +28,7 @@ from typing import IO, Any
 import anyio
 
 from . import _operations
+from .artifacts import Progress
 from .component import (
     INSTANCE_VARIABLE,
     ComponentActor,
@@ -149,6 +150,7 @@ class Nucleus:
         self._listeners: list[Callable[[str, State, str], None]] = []
         self._output_listeners: list[Callable[[str, str], None]] = []
         self._message_listeners: list[Callable[[str, Any], None]] = []
+        self._progress_listeners: list[Callable[[Progress], None]] = []
         self._deployments: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
         # The IPC operations: pub/sub with each component's accessControl, the
@@ -187,7 +189,8 @@ class Nucleus:
                 name=COMPONENTS, kind="supervisor", shutdown=None)
             self._deployments = await self.system.spawn(
                 lambda: DeploymentActor(self.root, self.device, components, self._component,
-                                        self._deployed, self._state_of),
+                                        self._deployed, self._state_of,
+                                        progress=self._progress),
                 name=DEPLOYMENTS, shutdown=60.0)
             await self.system.spawn(lambda: _Sweeper(self._sweep), name="orphan-sweeper",
                                     shutdown="brutal")
@@ -294,6 +297,17 @@ class Nucleus:
     def _state_of(self, name: str) -> str:
         status = self.status.get(name)
         return str(status.state) if status else ""
+
+    def on_progress(self, listener: Callable[[Progress], None]) -> None:
+        """Call ``listener(report)`` as artifacts download (bytes, total, rate)."""
+        self._progress_listeners.append(listener)
+
+    def _progress(self, report: Progress) -> None:
+        self.ipc.broker.publish_nowait("$nucleus", "$nucleus/artifacts/progress", {
+            "component": report.component, "uri": report.uri, "done": report.done,
+            "total": report.total, "rate": report.rate, "finished": report.finished})
+        for listener in self._progress_listeners:
+            listener(report)
 
     def on_state(self, listener: Callable[[str, State, str], None]) -> None:
         """Call ``listener(component, state, reason)`` on every state change."""

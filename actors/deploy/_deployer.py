@@ -29,6 +29,7 @@ from ..artifacts import (
     ArtifactSpec,
     ArtifactStore,
     Permission,
+    ProgressCallback,
     S3Settings,
     Unarchive,
 )
@@ -114,8 +115,10 @@ class DeploymentActor(Actor):
 
     def __init__(self, root: Path, device: Platform, components: ActorRef,
                  factory: ComponentFactory, on_deployed: Callable[[set[str]], None],
-                 state_of: Callable[[str], str], s3: S3Settings | None = None) -> None:
+                 state_of: Callable[[str], str], s3: S3Settings | None = None,
+                 progress: ProgressCallback | None = None) -> None:
         self.root = root
+        self.progress = progress
         self.artifacts = ArtifactStore(root / "packages", s3)
         self.state_of = state_of
         self.device = device
@@ -230,6 +233,7 @@ class DeploymentActor(Actor):
                 recipe = deployed.recipe
                 await self.artifacts.fetch(recipe.name, recipe.version,
                                            [artifact_spec(a) for a in recipe.artifacts],
+                                           progress=self.progress,
                                            artifact_dir=request.artifact_dir)
             await self._switch(self.running, stored)
         except Exception as exc:

@@ -109,3 +109,21 @@ def test_the_recipe_script_runs_the_same_code_as_a_process(staged: Path, tmp_pat
     published = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert published[0]["topic"] == "ml/dlr/image-classification"
     assert "cat" in published[0]["payload"]["inference-results"][0]["Label"]
+
+
+async def test_artifact_progress_is_reported_and_published(tmp_path: Path, staged: Path) -> None:
+    reports: list[Any] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_progress(reports.append)
+    async with nucleus:
+        published = nucleus.ipc.broker.subscribe("test", "$nucleus/artifacts/progress")
+        await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
+            configuration_update={CLASSIFY: ONCE}))
+        on_bus = published.drain()
+        published.close()
+    finished = {(r.component, r.uri.rsplit("/", 1)[-1]) for r in reports if r.finished}
+    assert ("variant.ONNX.ImageClassification.ModelStore",
+            "ONNX-mobilenet_v2-ImageClassification.zip") in finished
+    assert (CLASSIFY, "sample_images.zip") in finished
+    assert on_bus and {"component", "uri", "done", "total", "rate"} <= set(on_bus[-1].payload)
