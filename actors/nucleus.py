@@ -190,7 +190,8 @@ class Nucleus:
             self._deployments = await self.system.spawn(
                 lambda: DeploymentActor(self.root, self.device, components, self._component,
                                         self._deployed, self._state_of,
-                                        progress=self._progress),
+                                        progress=self._progress,
+                                        on_reconfigured=self._reconfigured),
                 name=DEPLOYMENTS, shutdown=60.0)
             await self.system.spawn(lambda: _Sweeper(self._sweep), name="orphan-sweeper",
                                     shutdown="brutal")
@@ -256,9 +257,7 @@ class Nucleus:
         status = self.status.get(recipe.name)
         if status is None or status.version != recipe.version:
             self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
-        # What the component may do over IPC, and the configuration it reads there.
-        self.ipc.set_access_control(recipe.name, configuration)
-        self.configuration.set_component(recipe.name, configuration)
+        self._reconfigured(recipe.name, configuration)
         environment = {
             INSTANCE_VARIABLE: self.instance,
             ENV_TOKEN: self.ipc.register_component(recipe.name),
@@ -271,6 +270,11 @@ class Nucleus:
             dependencies={name: (self._paths(d.recipe), d.configuration)
                           for name, d in dependencies.items()},
             publish=functools.partial(self.publish, component=recipe.name))
+
+    def _reconfigured(self, name: str, configuration: Mapping[str, Any]) -> None:
+        # What the component may do over IPC, and the configuration it reads there.
+        self.ipc.set_access_control(name, configuration)
+        self.configuration.set_component(name, configuration)
 
     def on_message(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(topic, payload)`` for every message published through

@@ -52,6 +52,14 @@ class State(enum.StrEnum):
     BROKEN = "BROKEN"
 
 
+@dataclass(frozen=True)
+class Reconfigure:
+    """A new configuration for a running component; the reply says whether it took
+    it in place (True) or needs a restart (False)."""
+
+    configuration: Mapping[str, Any]
+
+
 class ComponentError(ActorsError, RuntimeError):
     """A lifecycle step failed: names the component, the step and the exit code or timeout."""
 
@@ -208,6 +216,7 @@ class ComponentActor(Actor):
         self._environment = dict(environment or {})
         self._dependencies = dict(dependencies or {})
         self._publish = publish
+        self._context: ComponentContext | None = None
         self.state = State.NEW
         self._process: anyio.abc.Process | None = None
         self._log_lines: list[bytes] = []
@@ -397,7 +406,7 @@ class ComponentActor(Actor):
         if not await self._errored(reason):
             raise ComponentError(reason)
 
-    def _in_process_context(self) -> ComponentContext:
+    def _resolved(self, configuration: Mapping[str, Any]) -> Any:
         def resolve(value: Any) -> Any:
             # In-process entry points see their configuration with the recipe
             # variables filled in, as a Script's command line would.
@@ -410,12 +419,15 @@ class ComponentActor(Actor):
                 return [resolve(v) for v in value]
             return value
 
+        return resolve(configuration)
+
+    def _in_process_context(self) -> ComponentContext:
         dependencies = {
             name: ComponentContext(name, paths.artifacts.name, config, paths.work,
                                    paths.artifacts, paths.decompressed, self.thing_name)
             for name, (paths, config) in self._dependencies.items()}
         context = ComponentContext(
-            self.recipe.name, self.recipe.version, resolve(self.configuration),
+            self.recipe.name, self.recipe.version, self._resolved(self.configuration),
             self.paths.work, self.paths.artifacts, self.paths.decompressed, self.thing_name,
             dependencies, log=logging.getLogger(f"actors.component.{self.recipe.name}"),
             output=lambda line: self._output("run.stdout", line))
@@ -424,7 +436,7 @@ class ComponentActor(Actor):
         return context
 
     async def _watch_in_process(self, main: EntryPoint) -> None:
-        context = self._in_process_context()
+        context = self._context = self._in_process_context()
         try:
             await main(context)
         except Exception as exc:
@@ -458,7 +470,18 @@ class ComponentActor(Actor):
         self._flush_log()
         self._set(State.FINISHED)
 
+    @property
+    def reconfigurable(self) -> bool:
+        """In-process components take configuration updates without a restart."""
+        return self._context is not None
+
     async def receive(self, message: Any) -> Any:
         if message == "state":
             return self.state
+        if isinstance(message, Reconfigure):
+            if self._context is None:
+                return False
+            self.configuration = message.configuration
+            self._context.reconfigure(self._resolved(message.configuration))
+            return True
         raise TypeError(f"component {self.recipe.name}: unknown message {message!r}")

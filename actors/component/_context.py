@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from ..kernel import ActorsError
 
@@ -43,6 +46,21 @@ class ComponentContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("actors.component"))
     #: Lines for people, as a subprocess's stdout would be (printed by ``edge-actors run``).
     output: Callable[[str], None] = print
+    _changed: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    def reconfigure(self, configuration: Mapping[str, Any]) -> None:
+        """Take a new configuration (a deployment's update) without a restart."""
+        self.configuration = configuration
+        self._changed.set()
+
+    async def wait_configuration_change(self, timeout: float = math.inf) -> bool:
+        """Sleep up to ``timeout`` seconds; True as soon as the configuration changed."""
+        with anyio.move_on_after(timeout):
+            await self._changed.wait()
+        if self._changed.is_set():
+            self._changed = anyio.Event()
+            return True
+        return False
 
 
 EntryPoint = Callable[[ComponentContext], Awaitable[None]]

@@ -33,6 +33,7 @@ from ..artifacts import (
     S3Settings,
     Unarchive,
 )
+from ..component import Reconfigure
 from ..config import ConfigError, JsonStore, apply_update, deep_merge
 from ..kernel import Actor, ActorRef, ActorsError, ChildSpec, Restart, start_child
 from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe
@@ -116,8 +117,11 @@ class DeploymentActor(Actor):
     def __init__(self, root: Path, device: Platform, components: ActorRef,
                  factory: ComponentFactory, on_deployed: Callable[[set[str]], None],
                  state_of: Callable[[str], str], s3: S3Settings | None = None,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None,
+                 on_reconfigured: Callable[[str, Mapping[str, Any]], None] | None = None
+                 ) -> None:
         self.root = root
+        self.on_reconfigured = on_reconfigured
         self.progress = progress
         self.artifacts = ArtifactStore(root / "packages", s3)
         self.state_of = state_of
@@ -228,9 +232,14 @@ class DeploymentActor(Actor):
             for recipe in new_recipes:
                 await anyio.to_thread.run_sync(self.packages.add, recipe)
             stored = await anyio.to_thread.run_sync(self._deployed_from, new_state)
-            # Every artifact is in place (and checked) before anything is stopped.
+            # Every artifact is in place (and checked) before anything is stopped: those
+            # of versions new to the device, and of recipes this request brings.
+            installed = {(n, c["version"]) for n, c in previous_state["components"].items()}
+            brought = {(r.name, r.version) for r in new_recipes}
             for deployed in stored.values():
                 recipe = deployed.recipe
+                if (recipe.name, recipe.version) in installed - brought:
+                    continue
                 await self.artifacts.fetch(recipe.name, recipe.version,
                                            [artifact_spec(a) for a in recipe.artifacts],
                                            progress=self.progress,
@@ -324,7 +333,13 @@ class DeploymentActor(Actor):
     async def _switch(self, old: Mapping[str, Deployed], new: Mapping[str, Deployed],
                       force: set[str] | None = None) -> None:
         """Stop what differs (and its HARD dependents), then start what is missing.
-        ``force`` names components to restart even if unchanged."""
+        ``force`` names components to restart even if unchanged. A component whose
+        configuration alone changed takes it in place when it can (in-process ones)."""
+        for name in [n for n in old if n in new and n not in (force or set())
+                     and not new[n].same_as(old[n])
+                     and new[n].recipe.version == old[n].recipe.version]:
+            if await self._reconfigure(name, new[name]):
+                old = {**old, name: new[name]}
         changed = {n for n in old if n not in new or not new[n].same_as(old[n])}
         changed |= (force or set()) & set(old)
         # A component restarts with its HARD dependencies.
@@ -347,6 +362,18 @@ class DeploymentActor(Actor):
                 continue
             self.stopped.pop(name, None)
             await self._start(new[name])
+
+    async def _reconfigure(self, name: str, deployed: Deployed) -> bool:
+        try:
+            ref = self.system.lookup(name)
+        except LookupError:
+            return False  # not running (FINISHED, BROKEN): it starts again with the new one
+        if not await ref.ask(Reconfigure(deployed.configuration), timeout=30.0):
+            return False
+        self.running[name] = deployed
+        if self.on_reconfigured is not None:
+            self.on_reconfigured(name, deployed.configuration)
+        return True
 
     async def _stop(self, name: str) -> None:
         self.running.pop(name, None)

@@ -106,15 +106,31 @@ def _settings(ctx: ComponentContext, default_topic: str) -> tuple[str, float, in
     return str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k, threshold
 
 
+def _model_key(ctx: ComponentContext) -> tuple[str, str, int, float]:
+    """What the loaded model depends on: a change means loading it again."""
+    _, _, top_k, threshold = _settings(ctx, "")
+    return (str(_model_folder(ctx)), str(ctx.configuration.get("Runtime") or "onnxruntime"),
+            top_k, threshold)
+
+
 async def classification(ctx: ComponentContext) -> None:
-    """Classify ImageDirectory/ImageName every InferenceInterval seconds and publish."""
-    topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/image-classification")
-    runtime = str(ctx.configuration.get("Runtime") or "onnxruntime")
-    manifest = await anyio.to_thread.run_sync(load_manifest, _model_folder(ctx))
-    classifier = await open_classifier(manifest, runtime, RunnerOptions(threads=1),
-                                       top_k=top_k, threshold=threshold)
-    ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   ({runtime}, {manifest.name})")
+    """Classify ImageDirectory/ImageName every InferenceInterval seconds and publish.
+
+    A configuration update (a deployment's MERGE/RESET) takes effect at once, without
+    a restart: the images are classified again with the new settings, and the model
+    is loaded again only when ModelResourceKey, Runtime, TopK or ScoreThreshold changed.
+    """
+    loaded: tuple[str, str, int, float] | None = None
     while True:
+        topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/image-classification")
+        if _model_key(ctx) != loaded:
+            loaded = _model_key(ctx)
+            runtime = loaded[1]
+            manifest = await anyio.to_thread.run_sync(load_manifest, Path(loaded[0]))
+            classifier = await open_classifier(manifest, runtime, RunnerOptions(threads=1),
+                                               top_k=top_k, threshold=threshold)
+            ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   "
+                       f"({runtime}, {manifest.name})")
         for image in await anyio.to_thread.run_sync(_images, ctx):
             start = time.perf_counter()
             predictions = await classifier.classify(image)
@@ -126,17 +142,21 @@ async def classification(ctx: ComponentContext) -> None:
             ctx.output(f"{image.name:<24} {label[:36]:<36} {score:>6}   {took:.0f} ms")
         if interval <= 0:
             return
-        await anyio.sleep(interval)
+        await ctx.wait_configuration_change(interval)
 
 
 async def detection(ctx: ComponentContext) -> None:
-    """Detect faces in ImageDirectory/ImageName, publish, and write the image with boxes."""
-    topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/object-detection")
-    manifest = await anyio.to_thread.run_sync(load_manifest, _model_folder(ctx))
-    detector = await open_face_detector(manifest, RunnerOptions(threads=1))
+    """Detect faces in ImageDirectory/ImageName, publish, and write the image with boxes.
+    Configuration updates take effect at once, as for :func:`classification`."""
     output = ctx.work / "output"
     await anyio.Path(output).mkdir(parents=True, exist_ok=True)
+    loaded: str | None = None
     while True:
+        topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/object-detection")
+        if str(_model_folder(ctx)) != loaded:
+            loaded = str(_model_folder(ctx))
+            manifest = await anyio.to_thread.run_sync(load_manifest, Path(loaded))
+            detector = await open_face_detector(manifest, RunnerOptions(threads=1))
         for image in await anyio.to_thread.run_sync(_images, ctx):
             pixels = await anyio.to_thread.run_sync(load_image, image)
             found = top_detections(await detector.detect(pixels), top_k, threshold)
@@ -148,7 +168,7 @@ async def detection(ctx: ComponentContext) -> None:
             ctx.output(f"{image.name:<24} {boxes}  -> {drawn}")
         if interval <= 0:
             return
-        await anyio.sleep(interval)
+        await ctx.wait_configuration_change(interval)
 
 
 def main(argv: list[str] | None = None) -> int:

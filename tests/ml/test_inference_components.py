@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -127,3 +128,39 @@ async def test_artifact_progress_is_reported_and_published(tmp_path: Path, stage
             "ONNX-mobilenet_v2-ImageClassification.zip") in finished
     assert (CLASSIFY, "sample_images.zip") in finished
     assert on_bus and {"component", "uri", "done", "total", "rate"} <= set(on_bus[-1].payload)
+
+
+async def test_a_configuration_update_takes_effect_without_a_restart(tmp_path: Path,
+                                                                    staged: Path) -> None:
+    messages: list[tuple[str, Any]] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_message(lambda topic, payload: messages.append((topic, payload)))
+    async with nucleus:
+        await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
+            configuration_update={CLASSIFY: {"merge": {"ImageName": "coffee.png"}}}))
+        # InferenceInterval is 3600 s: one inference now, then it waits.
+        with anyio.fail_after(60):
+            while not messages:
+                await anyio.sleep(0.05)
+        # A new topic needs the accessControl to allow it: updated in the same MERGE.
+        policy = {"aws.greengrass.ipc.pubsub": {f"{CLASSIFY}:pubsub:1": {
+            "resources": ["ml/custom"]}}}
+        record = await nucleus.deploy(DeploymentRequest(configuration_update={CLASSIFY: {
+            "merge": {"ImageName": "chelsea.png", "PublishResultsOnTopic": "ml/custom",
+                      "TopK": 1, "accessControl": policy}}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        with anyio.fail_after(60):
+            while len(messages) < 2:
+                await anyio.sleep(0.05)
+        history = list(nucleus.status[CLASSIFY].history)
+        granted = await nucleus.ipc.configuration.get(CLASSIFY, ["ImageName"])
+    # The same running instance took the new settings: no stop, no second start.
+    assert history == [State.NEW, State.INSTALLED, State.RUNNING]
+    assert messages[0][0] == "ml/dlr/image-classification"
+    assert messages[0][1]["inference-results"][0]["Label"] == "espresso"
+    topic, payload = messages[1]
+    assert topic == "ml/custom"
+    assert len(payload["inference-results"]) == 1
+    assert "cat" in payload["inference-results"][0]["Label"]
+    assert granted == "chelsea.png"  # what components read over IPC
