@@ -2,7 +2,8 @@
 
 Names and fields are greengrass-cli's: CreateLocalDeployment,
 GetLocalDeploymentStatus, ListLocalDeployments, ListComponents,
-GetComponentDetails, RestartComponent, StopComponent. Only the CLI identity
+GetComponentDetails, RestartComponent, StopComponent; and GetComponentLogs,
+the last lines of a component's JSON-lines log. Only the CLI identity
 may call them: its token is written to ``<root>/cli.token`` (mode 0600), so
 whoever can read the runtime's root folder may drive it, as with Greengrass's
 CLI authorization groups.
@@ -14,6 +15,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
 
 from .config import atomic_write
 from .deploy import DeploymentRequest, FailureHandling, RestartComponent, StopComponent
@@ -120,8 +124,21 @@ def register(nucleus: Nucleus) -> None:
         details(name)
         return {"stopStatus": await nucleus.control(StopComponent(name)), "message": ""}
 
+    async def logs(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        _only_cli(context, "GetComponentLogs")
+        name = str(request.get("componentName"))
+        lines = request.get("lines", 100)
+        if not isinstance(lines, int) or lines < 1:
+            raise InvalidArgumentsError("lines must be a positive integer")
+        path = anyio.Path(nucleus.root / "logs" / f"{name}.log")
+        if not await path.exists():
+            raise ResourceNotFoundError(f"component {name} has no log (yet) at {path}")
+        text = await path.read_text(errors="replace")
+        return {"componentName": name,
+                "logs": [orjson.loads(line) for line in text.splitlines()[-lines:] if line]}
+
     for name, handler in (("CreateLocalDeployment", create), ("GetLocalDeploymentStatus", status),
                           ("ListLocalDeployments", deployments), ("ListComponents", components),
                           ("GetComponentDetails", component), ("RestartComponent", restart),
-                          ("StopComponent", stop)):
+                          ("StopComponent", stop), ("GetComponentLogs", logs)):
         service.register_operation(name, handler)

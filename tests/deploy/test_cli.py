@@ -69,6 +69,11 @@ def test_deploy_inspect_restart_and_stop_through_the_cli(runtime: Path, tmp_path
     log = cli("logs", "get", "-n", "test.Svc", "--filter", "started", root=runtime).stdout
     assert log.count("started bonjour") == 2  # the deployment, then the restart
     assert deployment_id in cli("deployment", "list", root=runtime).stdout
+    # The same log over IPC, as a CLI client asks for it.
+    from actors.cli import _remote
+
+    answer = _remote(runtime, "GetComponentLogs", {"componentName": "test.Svc", "lines": 5})
+    assert answer["logs"][-1]["message"] == "started bonjour"
 
 
 def test_cli_errors_name_what_to_do(tmp_path: Path) -> None:
