@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
@@ -52,11 +52,12 @@ from .ipc import (
     BrokerActor,
     InMemoryConfiguration,
     IpcService,
-    MqttBridge,
-    MqttSettings,
 )
 from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
 from .recipe import Platform, Recipe, detect_platform
+
+if TYPE_CHECKING:
+    from .ipc import MqttSettings
 
 log = logging.getLogger("actors.nucleus")
 
@@ -175,10 +176,7 @@ class Nucleus:
             self._lock.close()
             raise
         try:
-            await self.system.spawn(
-                lambda: BrokerActor(self.ipc, root=self.root,
-                                    bridge=MqttBridge(self.mqtt) if self.mqtt else None),
-                name=IPC, shutdown=10.0)
+            await self.system.spawn(self._broker, name=IPC, shutdown=10.0)
             _operations.register(self)
             _operations.write_cli_token(self)
             components = await self.system.spawn(
@@ -209,6 +207,15 @@ class Nucleus:
             return await self.system.__aexit__(exc_type, exc, tb)
         finally:
             self._lock.close()
+
+    def _broker(self) -> BrokerActor:
+        """A fresh broker actor (and bridge, when MQTT is configured) for each start."""
+        bridge = None
+        if self.mqtt is not None:
+            from .ipc import MqttBridge  # aiomqtt and the spool load only when used
+
+            bridge = MqttBridge(self.mqtt)
+        return BrokerActor(self.ipc, root=self.root, bridge=bridge)
 
     def _sweep(self) -> None:
         killed = kill_orphans(self.root, self.instance)

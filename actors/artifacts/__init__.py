@@ -13,6 +13,9 @@ Greengrass's model-source rules are checked before any download: no SSE-C
 objects, no bucket names with periods, read permission (s3:GetObject).
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._digest import Digest, hash_file, parse_digest
 from ._errors import (
     ArtifactAccessDenied,
@@ -35,8 +38,20 @@ from ._spec import (
     Permission,
     Unarchive,
 )
-from ._store import ArtifactStore, GcReport
-from ._unzip import UnarchiveLimits
+
+if TYPE_CHECKING:
+    from ._store import ArtifactStore, GcReport
+    from ._unzip import UnarchiveLimits
+
+# The store (and its hashing, unzip and download machinery) loads on first use:
+# a runtime that starts with its components already installed never needs it.
+_LAZY = {"ArtifactStore": "._store", "GcReport": "._store", "UnarchiveLimits": "._unzip"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Access",

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -27,7 +27,6 @@ from ..artifacts import (
     Access,
     ArtifactError,
     ArtifactSpec,
-    ArtifactStore,
     Permission,
     ProgressCallback,
     S3Settings,
@@ -47,6 +46,9 @@ from ._model import (
 )
 from ._packages import PackageStore
 from ._resolve import resolve, start_order
+
+if TYPE_CHECKING:
+    from ..artifacts import ArtifactStore
 
 log = logging.getLogger("actors.deploy")
 
@@ -123,7 +125,8 @@ class DeploymentActor(Actor):
         self.root = root
         self.on_reconfigured = on_reconfigured
         self.progress = progress
-        self.artifacts = ArtifactStore(root / "packages", s3)
+        self._s3 = s3
+        self._artifacts: ArtifactStore | None = None
         self.state_of = state_of
         self.device = device
         self.components = components
@@ -139,7 +142,17 @@ class DeploymentActor(Actor):
     # -- start-up ----------------------------------------------------------
 
     async def on_stop(self) -> None:
-        await self.artifacts.aclose()
+        if self._artifacts is not None:
+            await self._artifacts.aclose()
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store, made when a deployment first needs it."""
+        if self._artifacts is None:
+            from ..artifacts import ArtifactStore
+
+            self._artifacts = ArtifactStore(self.root / "packages", self._s3)
+        return self._artifacts
 
     async def on_start(self) -> None:
         interrupted = await anyio.to_thread.run_sync(self.current.load)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from semantic_version import NpmSpec, Version
+if TYPE_CHECKING:  # loaded on first use: start-up with nothing to resolve skips it
+    from semantic_version import NpmSpec
 
 from ..recipe import Recipe, RecipeError
 
@@ -28,11 +30,15 @@ class Requirement:
 
     @property
     def spec(self) -> NpmSpec:
+        from semantic_version import NpmSpec
+
         return NpmSpec(self.text)
 
 
 def _exact(requirement: str) -> str:
     """A bare version in a deployment means that exact version."""
+    from semantic_version import Version
+
     try:
         Version(requirement)
     except ValueError:
@@ -41,6 +47,8 @@ def _exact(requirement: str) -> str:
 
 
 def _describe(name: str, reqs: Sequence[Requirement], available: Sequence[Recipe]) -> str:
+    from semantic_version import Version
+
     asked = ", ".join(f"{r.requirer} requires {r.text}" for r in reqs)
     have = ", ".join(sorted((r.version for r in available), key=Version)) or "none"
     return f"no version of {name} satisfies every requirement: {asked} (available: {have})"
@@ -49,6 +57,8 @@ def _describe(name: str, reqs: Sequence[Requirement], available: Sequence[Recipe
 def resolve(groups: Mapping[str, Mapping[str, str]],
             available: Mapping[str, Sequence[Recipe]]) -> dict[str, Recipe]:
     """Pick one recipe per component; raises :class:`ResolutionError`."""
+    from semantic_version import NpmSpec
+
     requirements: dict[str, list[Requirement]] = {}
     order: list[str] = []
     for group, roots in sorted(groups.items()):

@@ -4,6 +4,9 @@ socket server for component processes, the client SDK and the MQTT bridge.
 The client SDK lives in :mod:`actors.ipc.client`.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._actor import BrokerActor, GetStatistics, IpcStatistics, Publish
 from ._auth import (
     MQTTPROXY,
@@ -17,7 +20,6 @@ from ._auth import (
     compile_resource,
     parse_access_control,
 )
-from ._bridge import BridgeStatistics, MqttBridge, MqttSettings
 from ._broker import (
     Broker,
     BrokerStatistics,
@@ -43,8 +45,22 @@ from ._errors import (
 )
 from ._server import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, IpcServer, ServerStatistics
 from ._service import CallContext, Deferral, IpcService, StreamResult
-from ._spool import Spool
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, topic_matches
+
+if TYPE_CHECKING:
+    from ._bridge import BridgeStatistics, MqttBridge, MqttSettings
+    from ._spool import Spool
+
+# The MQTT bridge and its spool load on first use: a runtime without MQTT
+# configured never pays for them (a fifth of the runtime's start-up).
+_LAZY = {"BridgeStatistics": "._bridge", "MqttBridge": "._bridge", "MqttSettings": "._bridge",
+         "Spool": "._spool"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ENV_SOCKET",

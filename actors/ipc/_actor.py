@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kernel import Actor
-from ._bridge import BridgeStatistics, MqttBridge
 from ._broker import BrokerStatistics
 from ._server import SOCKET_NAME, IpcServer, ServerStatistics
 from ._service import IpcService
 from ._wire import DEFAULT_MAX_FRAME
+
+if TYPE_CHECKING:  # the bridge (aiomqtt, the spool) loads only when one is configured
+    from ._bridge import BridgeStatistics, MqttBridge
 
 
 @dataclass(frozen=True, slots=True)

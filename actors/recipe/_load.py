@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
-from semantic_version import NpmSpec
 
 from ._model import (
     LIFECYCLE_STEPS,
@@ -165,6 +163,8 @@ def _dependencies(ctx: _Ctx, raw: Any) -> dict[str, Dependency]:
             requirement = "*"
         requirement = str(requirement).strip()
         try:
+            from semantic_version import NpmSpec  # on first use (start-up time)
+
             NpmSpec(requirement)
         except ValueError:
             raise ctx.fail(f"{where}.VersionRequirement",
@@ -330,6 +330,8 @@ def load_recipe(path: str | Path, device: Platform | None = None) -> Recipe:
         except orjson.JSONDecodeError as exc:
             raise RecipeError(f"{path}: not valid JSON: {exc}") from None
     else:
+        import yaml  # on first use (start-up time)
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

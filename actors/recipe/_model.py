@@ -6,9 +6,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from semantic_version import NpmSpec, Version
+if TYPE_CHECKING:  # loaded on first use: a runtime with nothing deployed never needs it
+    from semantic_version import NpmSpec, Version
 
 from ..kernel import ActorsError
 
@@ -33,6 +34,8 @@ class Dependency:
 
     @property
     def spec(self) -> NpmSpec:
+        from semantic_version import NpmSpec
+
         return NpmSpec(self.requirement)
 
 
@@ -88,6 +91,8 @@ class Recipe:
 
     @property
     def semver(self) -> Version:
+        from semantic_version import Version
+
         return Version(self.version)
 
     @property
