@@ -8,7 +8,6 @@ from ._deployer import (
     RestartComponent,
     StopComponent,
     empty_state,
-    load_recipe_dir,
 )
 from ._model import (
     LOCAL_GROUP,
@@ -36,7 +35,6 @@ __all__ = [
     "RestartComponent",
     "StopComponent",
     "empty_state",
-    "load_recipe_dir",
     "resolve",
     "start_order",
 ]

@@ -35,7 +35,7 @@ from ..artifacts import (
 from ..component import Reconfigure
 from ..config import ConfigError, JsonStore, apply_update, deep_merge
 from ..kernel import Actor, ActorRef, ActorsError, ChildSpec, Restart, start_child
-from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe
+from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe_dir
 from ._model import (
     DeploymentRecord,
     DeploymentRequest,
@@ -73,18 +73,6 @@ ComponentFactory = Callable[[Recipe, Mapping[str, Any], Mapping[str, "Deployed"]
 
 def empty_state() -> dict[str, Any]:
     return {"groups": {}, "components": {}}
-
-
-def load_recipe_dir(recipe_dir: Path, device: Platform) -> dict[str, list[Recipe]]:
-    """Every recipe in a folder (``*.yaml``, ``*.yml``, ``*.json``), by component name."""
-    if not recipe_dir.is_dir():
-        raise RecipeError(f"{recipe_dir}: recipe folder not found (give --recipeDir)")
-    found: dict[str, list[Recipe]] = {}
-    for path in sorted(recipe_dir.iterdir()):
-        if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
-            recipe = load_recipe(path, device)
-            found.setdefault(recipe.name, []).append(recipe)
-    return found
 
 
 def artifact_spec(artifact: Artifact) -> ArtifactSpec:

@@ -16,7 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ..recipe import load_recipe
+from ..recipe import load_recipe_dir
 from .models import MODELS, build_model, pack
 
 #: Real photographs shipped inside packages on PyPI: (import name, path inside it).
@@ -57,10 +57,7 @@ def stage(recipes: Path, out: Path, cache: Path | None = None) -> list[Path]:
     """Make every known artifact the recipes in ``recipes`` name; returns the files."""
     by_folder = {spec.folder + ".zip": name for name, spec in MODELS.items()}
     made = []
-    for path in sorted(recipes.iterdir()):
-        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-            continue
-        recipe = load_recipe(path)
+    for recipe in (r for found in load_recipe_dir(recipes).values() for r in found):
         for artifact in recipe.artifacts:
             target = out / recipe.name / recipe.version / artifact.filename
             if artifact.filename in by_folder:

@@ -4,7 +4,7 @@ Keys match case-insensitively, as in the Greengrass nucleus. Pure: no I/O but
 reading recipe files.
 """
 
-from ._load import get, load_recipe, parse_recipe
+from ._load import get, load_recipe, load_recipe_dir, parse_recipe
 from ._model import (
     LIFECYCLE_STEPS,
     RECIPE_FORMAT,
@@ -32,6 +32,7 @@ __all__ = [
     "detect_platform",
     "get",
     "load_recipe",
+    "load_recipe_dir",
     "parse_recipe",
     "platform_matches",
 ]

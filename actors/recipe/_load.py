@@ -337,3 +337,16 @@ def load_recipe(path: str | Path, device: Platform | None = None) -> Recipe:
         except yaml.YAMLError as exc:
             raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_recipe(data, path, device)
+
+
+def load_recipe_dir(folder: Path, device: Platform | None = None) -> dict[str, list[Recipe]]:
+    """Every recipe in a folder (``*.yaml``, ``*.yml``, ``*.json``), by component name."""
+    if not folder.is_dir():
+        raise RecipeError(f"{folder}: recipe folder not found (give --recipeDir)")
+    device = device or detect_platform()
+    found: dict[str, list[Recipe]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in (".yaml", ".yml", ".json") and path.is_file():
+            recipe = load_recipe(path, device)
+            found.setdefault(recipe.name, []).append(recipe)
+    return found
