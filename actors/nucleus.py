@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import anyio
 
 from . import _operations
-from .artifacts import Progress
+from .artifacts import Progress, artifacts_path, decompressed_path
 from .component import (
     INSTANCE_VARIABLE,
     ComponentActor,
@@ -38,6 +38,7 @@ from .component import (
     kill_orphans,
 )
 from .deploy import (
+    PACKAGES,
     Deployed,
     DeploymentActor,
     DeploymentRecord,
@@ -254,10 +255,11 @@ class Nucleus:
     # -- components --------------------------------------------------------
 
     def _paths(self, recipe: Recipe) -> ComponentPaths:
+        store = self.root / PACKAGES
         return ComponentPaths(root=self.root,
-                              artifacts=self.root / "packages" / "artifacts" / recipe.name
-                              / recipe.version,
-                              work=self.root / "work" / recipe.name)
+                              artifacts=artifacts_path(store, recipe.name, recipe.version),
+                              work=self.root / "work" / recipe.name,
+                              decompressed=decompressed_path(store, recipe.name, recipe.version))
 
     def _component(self, recipe: Recipe, configuration: Mapping[str, Any],
                    dependencies: Mapping[str, Deployed]) -> Actor:

@@ -37,6 +37,8 @@ from ._spec import (
     FetchStatistics,
     Permission,
     Unarchive,
+    artifacts_path,
+    decompressed_path,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +78,8 @@ __all__ = [
     "UnarchiveLimits",
     "UnsafeArchive",
     "UnsupportedEncryption",
+    "artifacts_path",
+    "decompressed_path",
     "hash_file",
     "parse_digest",
     "progress_bar",

@@ -104,3 +104,13 @@ class FetchedArtifacts:
     decompressed_path: Path
     files: Mapping[str, Path]
     statistics: FetchStatistics = field(default_factory=FetchStatistics)
+
+
+def artifacts_path(store: Path, component: str, version: str) -> Path:
+    """``{artifacts:path}`` of a component version in the store rooted at ``store``."""
+    return store / "artifacts" / component / version
+
+
+def decompressed_path(store: Path, component: str, version: str) -> Path:
+    """``{artifacts:decompressedPath}``: where its ZIP artifacts are unpacked."""
+    return store / "artifacts-unarchived" / component / version

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
+from . import _spec
 from ._digest import Digest, hash_name, parse_digest
 from ._errors import ArtifactSpecError, DigestMismatch
 from ._local import copy_hashing, local_source
@@ -111,11 +112,11 @@ class ArtifactStore:
 
     def artifacts_path(self, component: str, version: str) -> Path:
         """``{artifacts:path}`` of a component version."""
-        return self.root / "artifacts" / component / version
+        return _spec.artifacts_path(self.root, component, version)
 
     def decompressed_path(self, component: str, version: str) -> Path:
         """``{artifacts:decompressedPath}`` of a component version."""
-        return self.root / "artifacts-unarchived" / component / version
+        return _spec.decompressed_path(self.root, component, version)
 
     def _state_path(self, component: str, version: str) -> Path:
         return self.root / STATE / component / f"{version}.json"

@@ -72,12 +72,7 @@ class ComponentPaths:
     root: Path
     artifacts: Path
     work: Path
-
-    @property
-    def decompressed(self) -> Path:
-        """``{artifacts:decompressedPath}``: ``<root>/packages/artifacts-unarchived/<name>/<v>``."""
-        return self.artifacts.parent.parent.parent / "artifacts-unarchived" \
-            / self.artifacts.parent.name / self.artifacts.name
+    decompressed: Path  # {artifacts:decompressedPath}
 
     @property
     def log(self) -> Path:

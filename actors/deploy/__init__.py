@@ -17,11 +17,12 @@ from ._model import (
     DetailedStatus,
     FailureHandling,
 )
-from ._packages import PackageStore
+from ._packages import PACKAGES, PackageStore
 from ._resolve import ResolutionError, resolve, start_order
 
 __all__ = [
     "LOCAL_GROUP",
+    "PACKAGES",
     "Deployed",
     "DeploymentActor",
     "DeploymentFailed",

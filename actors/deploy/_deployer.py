@@ -44,7 +44,7 @@ from ._model import (
     FailureHandling,
     now,
 )
-from ._packages import PackageStore
+from ._packages import PACKAGES, PackageStore
 from ._resolve import resolve, start_order
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class DeploymentActor(Actor):
         if self._artifacts is None:
             from ..artifacts import ArtifactStore
 
-            self._artifacts = ArtifactStore(self.root / "packages", self._s3)
+            self._artifacts = ArtifactStore(self.root / PACKAGES, self._s3)
         return self._artifacts
 
     async def on_start(self) -> None:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from ..recipe import Platform, Recipe, load_recipe
 
+PACKAGES = "packages"  # the package store under the root: recipes, and the artifact store
+
 
 class PackageStore:
     def __init__(self, root: Path, device: Platform) -> None:
-        self.recipes = root / "packages" / "recipes"
+        self.recipes = root / PACKAGES / "recipes"
         self.device = device
 
     def recipe_path(self, name: str, version: str, suffix: str = ".yaml") -> Path:
