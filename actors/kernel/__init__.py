@@ -3,7 +3,7 @@
 Imports nothing else of edge-actors; every other room builds on it.
 """
 
-from ._actor import Actor, ActorRef, ActorStatistics
+from ._actor import Actor, ActorRef, ActorStatistics, Later
 from ._errors import (
     ActorsError,
     ActorStopped,
@@ -44,6 +44,7 @@ __all__ = [
     "ChildStartError",
     "DeadLetter",
     "DeadLetters",
+    "Later",
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",

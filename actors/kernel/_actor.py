@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +45,41 @@ class _Stop:
 
 
 STOP = _Stop()
+
+
+class Later:
+    """A reply that comes later: ``receive`` returns ``Later(coroutine)`` to take its
+    next message at once while ``coroutine`` runs in the instance's task group.
+
+    The asker gets the coroutine's result, or its exception (which does not crash
+    the actor: the request failed, not the actor), or :class:`ActorStopped` when
+    the instance stops first. For a ``tell`` the coroutine runs all the same and
+    its exception is logged. Erlang's ``{noreply, State}`` and ``gen_server:reply``:
+    for requests that wait on something else (a worker thread, a batch) and may
+    overlap.
+    """
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+
+async def _reply_later(name: str, later: Later, reply: asyncio.Future[Any] | None) -> None:
+    try:
+        result = await later.awaitable
+    except anyio.get_cancelled_exc_class():
+        if reply is not None and not reply.done():
+            reply.set_exception(ActorStopped(f"actor {name} stopped before it replied"))
+        raise
+    except Exception as exc:
+        if reply is None:
+            log.warning("actor %s: a later reply to a tell failed: %s", name, exc)
+        elif not reply.done():
+            reply.set_exception(exc)
+        return
+    if reply is not None and not reply.done():
+        reply.set_result(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,10 +445,12 @@ async def _message_loop(cell: _Cell, actor: Actor) -> None:
             message, reply = get()
             if reply is None:
                 try:
-                    await receive(message)
+                    result = await receive(message)
                 except Exception:
                     cell.failed += 1
                     raise
+                if type(result) is Later:
+                    actor._task_group.start_soon(_reply_later, cell.name, result, None)
             else:
                 try:
                     result = await receive(message)
@@ -422,7 +459,9 @@ async def _message_loop(cell: _Cell, actor: Actor) -> None:
                     if not reply.done():
                         reply.set_exception(exc)
                     raise
-                if not reply.done():
+                if type(result) is Later:
+                    actor._task_group.start_soon(_reply_later, cell.name, result, reply)
+                elif not reply.done():
                     reply.set_result(result)
             cell.handled += 1
         elif mailbox.closed:

@@ -12,6 +12,7 @@ from actors.kernel import (
     ActorSystem,
     AskTimeout,
     ChildStartError,
+    Later,
     MailboxFull,
     NameTaken,
 )
@@ -192,3 +193,72 @@ async def test_a_crashing_background_task_crashes_its_actor() -> None:
         assert ref.statistics().restarts >= 1
         exits = [e for e in system.events if e.kind == "child_exited"]
         assert isinstance(exits[0].reason, Boom)
+
+
+class Deferring(Actor):
+    """Replies later: each request waits on its own event, so replies may overtake."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, anyio.Event] = {}
+        self.log: list[str] = []
+
+    async def receive(self, message: tuple[str, str]) -> object:
+        verb, key = message
+        if verb == "release":
+            self.events.setdefault(key, anyio.Event()).set()
+            return "released"
+        if verb == "fail":
+            return Later(self._fail(key))
+        return Later(self._wait(key))
+
+    async def _wait(self, key: str) -> str:
+        await self.events.setdefault(key, anyio.Event()).wait()
+        self.log.append(key)
+        return f"done {key}"
+
+    async def _fail(self, key: str) -> str:
+        await anyio.sleep(0)
+        raise ValueError(f"request {key} failed")
+
+
+async def test_later_replies_let_the_actor_take_its_next_message() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(Deferring, name="deferring")
+        replies: dict[str, object] = {}
+
+        async def ask(key: str) -> None:
+            replies[key] = await ref.ask(("wait", key))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, "a")
+            tg.start_soon(ask, "b")
+            await anyio.wait_all_tasks_blocked()
+            # Both requests are pending, and the actor still answers.
+            assert await ref.ask(("release", "b")) == "released"
+            await anyio.wait_all_tasks_blocked()
+            assert replies == {"b": "done b"}
+            await ref.ask(("release", "a"))
+        assert replies == {"a": "done a", "b": "done b"}
+        # A failing later reply goes to its asker and does not crash the actor.
+        with pytest.raises(ValueError, match="request x failed"):
+            await ref.ask(("fail", "x"))
+        stats = ref.statistics()
+        assert (stats.failed, stats.restarts) == (0, 0)
+
+
+async def test_a_pending_later_reply_fails_with_actor_stopped_when_the_actor_stops() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(Deferring, name="deferring")
+        outcome: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await ref.ask(("wait", "never"), timeout=None)
+            except ActorStopped as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await anyio.wait_all_tasks_blocked()
+            await ref.stop()
+        assert len(outcome) == 1 and "stopped before it replied" in str(outcome[0])
