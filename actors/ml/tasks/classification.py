@@ -11,7 +11,7 @@ import numpy as np
 
 from ..models import ModelManifest
 from ..runtimes import Runner
-from ._image import fit, load_image, to_chw
+from ._image import prepare
 
 TOP_K = 5
 THRESHOLD = 0.3
@@ -75,9 +75,11 @@ class Classifier:
         self.threshold = threshold
         self._logits = manifest.output == "logits"
 
-    def prepare(self, image: str | Path | bytes | np.ndarray) -> np.ndarray:
-        """Decode (if needed), resize, crop and normalise: a 3xHxW float32 tensor. Blocks."""
-        return to_chw(fit(load_image(image), self.manifest.preprocess), self.manifest.preprocess)
+    def prepare(self, image: str | Path | bytes | np.ndarray, out: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Decode (if needed, shrinking while decoding), crop, resize and normalise: a
+        3xHxW float32 tensor, written into ``out`` when given (a slot of a batch). Blocks."""
+        return prepare(image, self.manifest.preprocess, out)
 
     def classify_batch(self, batch: np.ndarray) -> list[list[Prediction]]:
         """Run an Nx3xHxW batch now (blocking) and return each image's top-k."""
