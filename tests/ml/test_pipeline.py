@@ -1,0 +1,108 @@
+"""The classification pipeline: the fast preparation path, decoding overlapped with
+model runs, micro-batches under load, failures kept to their own request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from actors.ml.models import ModelManifest
+from actors.ml.runtimes import RunnerOptions
+from actors.ml.tasks import ImageError, Prediction, open_classifier
+from actors.ml.tasks._image import fit, load_image, prepare, to_chw
+from actors.ml.tasks.batching import Pipeline, PipelineClosed, PipelineOptions
+
+pytest_plugins = ["tests.ml._model_fixtures"]
+pytestmark = pytest.mark.anyio
+
+CATS = range(281, 286)
+
+
+async def test_the_fast_preparation_matches_the_plain_pillow_path(mobilenet: ModelManifest,
+                                                                  chelsea: Path) -> None:
+    # Decode-time scaling, the crop taken before resizing and the native kernel
+    # against Pillow's resize then crop then numpy: the same picture, within the
+    # differences of two resamplers, and the same answer from the model.
+    fast = prepare(chelsea, mobilenet.preprocess)
+    plain = to_chw(fit(load_image(chelsea), mobilenet.preprocess), mobilenet.preprocess)
+    assert fast.shape == plain.shape == (3, 224, 224) and fast.dtype == np.float32
+    assert float(np.abs(fast - plain).mean()) < 0.08  # normalised units (std ~1)
+    classifier = await open_classifier(mobilenet, threshold=0.0)
+    assert classifier.classify_batch(fast[None])[0][0].index == \
+        classifier.classify_batch(plain[None])[0][0].index
+    # Into a slot of a caller's batch, without a copy.
+    batch = np.zeros((2, 3, 224, 224), np.float32)
+    slot = batch[1]
+    assert prepare(chelsea.read_bytes(), mobilenet.preprocess, slot) is slot  # noqa: ASYNC240
+    np.testing.assert_array_equal(batch[1], fast)
+    assert not batch[0].any()
+
+
+async def test_concurrent_requests_share_batches_and_get_their_own_answers(
+        mobilenet: ModelManifest, chelsea: Path, coffee: Path) -> None:
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1),
+                                       threshold=0.0)
+    images = [chelsea.read_bytes(), coffee.read_bytes()] * 8  # noqa: ASYNC240
+    expected = [classifier.classify_sync(image) for image in images[:2]]
+    answers: list[list[Prediction]] = [[] for _ in images]
+    async with Pipeline(classifier, PipelineOptions(max_batch=4)) as pipeline:
+
+        async def one(i: int) -> None:
+            answers[i] = await pipeline.classify(images[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(images)):
+                tg.start_soon(one, i)
+        stats = pipeline.statistics()
+    for i, answer in enumerate(answers):
+        want = expected[i % 2]
+        assert [p.index for p in answer] == [p.index for p in want]
+        np.testing.assert_allclose([p.score for p in answer], [p.score for p in want],
+                                   atol=1e-4)
+    assert answers[0][0].index in CATS and answers[1][0].index not in CATS
+    # While a run was busy the next requests queued and ran together.
+    assert stats.images == 16 and stats.failures == 0
+    assert 1 < stats.largest_batch <= 4 and stats.runs < 16
+
+
+async def test_a_bad_image_fails_only_its_own_request(mobilenet: ModelManifest,
+                                                      chelsea: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not a JPEG after all")
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1))
+    outcome: dict[str, object] = {}
+    async with Pipeline(classifier, PipelineOptions(max_batch=4)) as pipeline:
+
+        async def one(key: str, image: Path) -> None:
+            try:
+                outcome[key] = await pipeline.classify(image)
+            except ImageError as exc:
+                outcome[key] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "good", chelsea)
+            tg.start_soon(one, "bad", broken)
+            tg.start_soon(one, "good again", chelsea)
+        with pytest.raises(FileNotFoundError, match="missing.png"):
+            await pipeline.classify(tmp_path / "missing.png")
+    assert isinstance(outcome["bad"], ImageError) and "broken.jpg" in str(outcome["bad"])
+    good = outcome["good"]
+    assert isinstance(good, list) and good[0].index in CATS
+    assert outcome["good again"] == good
+    with pytest.raises(PipelineClosed, match="async with"):
+        await pipeline.classify(chelsea)
+
+
+async def test_an_error_in_the_body_comes_out_unwrapped(mobilenet: ModelManifest) -> None:
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1))
+    with pytest.raises(KeyError, match="mine"):
+        async with Pipeline(classifier):
+            raise KeyError("mine")
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        PipelineOptions(max_batch=0)
