@@ -32,6 +32,7 @@ from .artifacts import Progress, artifacts_path, decompressed_path
 from .component import (
     INSTANCE_VARIABLE,
     ComponentActor,
+    ComponentNotServing,
     ComponentPaths,
     ErrorTracker,
     State,
@@ -216,7 +217,8 @@ class Nucleus:
             from .ipc import MqttBridge  # aiomqtt and the spool load only when used
 
             bridge = MqttBridge(self.mqtt)
-        return BrokerActor(self.ipc, root=self.root, bridge=bridge)
+        # Frames up to 16 MiB: an Infer request carries a whole image.
+        return BrokerActor(self.ipc, root=self.root, bridge=bridge, max_frame=16 << 20)
 
     def _sweep(self) -> None:
         killed = kill_orphans(self.root, self.instance)
@@ -248,6 +250,22 @@ class Nucleus:
         assert self._deployments is not None, "use the Nucleus inside `async with`"
         result: str = await self._deployments.ask(message, timeout=None)
         return result
+
+    async def ask(self, component: str, message: Any, timeout: float | None = 60.0) -> Any:
+        """Send ``message`` to a running component and wait for its reply: what its
+        entry point serves (``ctx.serve``), for example an ``Infer`` request of an
+        inference component. Raises ComponentNotServing for a component that is not
+        deployed or serves no requests, the handler's own error when it fails, and
+        AskTimeout after ``timeout`` seconds."""
+        try:
+            if component not in self.status:  # never the runtime's own actors
+                raise LookupError(component)
+            ref = self.system.lookup(component)
+        except LookupError:
+            raise ComponentNotServing(f"component {component} is not running here; deploy it "
+                                      "first (edge-actors component list shows what is)"
+                                      ) from None
+        return await ref.ask(message, timeout=timeout)
 
     def history(self) -> list[DeploymentRecord]:
         return DeploymentActor.history_at(self.root)

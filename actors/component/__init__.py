@@ -6,6 +6,7 @@ from ._actor import (
     INSTANCE_VARIABLE,
     ComponentActor,
     ComponentError,
+    ComponentNotServing,
     ComponentPaths,
     ErrorTracker,
     Reconfigure,
@@ -13,7 +14,7 @@ from ._actor import (
     interpolate,
     kill_orphans,
 )
-from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher
+from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher, RequestHandler
 
 __all__ = [
     "INSTANCE_VARIABLE",
@@ -21,11 +22,13 @@ __all__ = [
     "ComponentActor",
     "ComponentContext",
     "ComponentError",
+    "ComponentNotServing",
     "ComponentPaths",
     "EntryPointError",
     "ErrorTracker",
     "Publisher",
     "Reconfigure",
+    "RequestHandler",
     "State",
     "interpolate",
     "kill_orphans",

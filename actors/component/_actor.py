@@ -30,9 +30,16 @@ import orjson
 from anyio.streams.text import TextReceiveStream
 
 from ..config import pointer_get
-from ..kernel import Actor, ActorsError
+from ..kernel import Actor, ActorsError, Later
 from ..recipe import Recipe, Step
-from ._context import IN_PROCESS, ComponentContext, EntryPoint, Publisher, load_entry_point
+from ._context import (
+    IN_PROCESS,
+    SERVE_GRACE,
+    ComponentContext,
+    EntryPoint,
+    Publisher,
+    load_entry_point,
+)
 
 log = logging.getLogger("actors.component")
 
@@ -58,6 +65,11 @@ class Reconfigure:
     it in place (True) or needs a restart (False)."""
 
     configuration: Mapping[str, Any]
+
+
+class ComponentNotServing(ActorsError, LookupError):
+    """A request was sent to a component that does not serve requests (not running,
+    not in process, or its entry point never called ``ctx.serve``)."""
 
 
 class ComponentError(ActorsError, RuntimeError):
@@ -479,4 +491,20 @@ class ComponentActor(Actor):
             self.configuration = message.configuration
             self._context.reconfigure(self._resolved(message.configuration))
             return True
-        raise TypeError(f"component {self.recipe.name}: unknown message {message!r}")
+        # Requests overlap (each replies when its handler returns); a failed
+        # request fails its asker, not the component.
+        return Later(self._request(message))
+
+    async def _request(self, message: Any) -> Any:
+        context = self._context
+        if context is not None and context.handler is None:
+            with anyio.move_on_after(SERVE_GRACE):
+                await context.serving.wait()
+        handler = context.handler if context is not None else None
+        if handler is None:
+            shown = repr(message)
+            raise ComponentNotServing(
+                f"component {self.recipe.name} ({self.state}) serves no requests: only a "
+                f"running in-process component that calls ctx.serve() answers "
+                f"{shown[:60] + '...' if len(shown) > 60 else shown}")
+        return await handler(message)

@@ -20,6 +20,10 @@ from ..kernel import ActorsError
 IN_PROCESS = "EDGE_ACTORS_IN_PROCESS"
 
 Publisher = Callable[[str, Any], Awaitable[None]]
+#: Seconds a request waits for a starting in-process component to call ``serve``.
+SERVE_GRACE = 2.0
+#: What an in-process component serves: a request message in, the reply out.
+RequestHandler = Callable[[Any], Awaitable[Any]]
 
 
 class EntryPointError(ActorsError, ImportError):
@@ -47,6 +51,21 @@ class ComponentContext:
     #: Lines for people, as a subprocess's stdout would be (printed by ``edge-actors run``).
     output: Callable[[str], None] = print
     _changed: anyio.Event = field(default_factory=anyio.Event, repr=False)
+    handler: RequestHandler | None = field(default=None, repr=False)
+    serving: anyio.Event = field(default_factory=anyio.Event, repr=False)
+
+    def serve(self, handler: RequestHandler | None) -> None:
+        """Answer requests sent to this component (``Nucleus.ask``, the component
+        actor's ``ask``) with ``await handler(message)``; None stops serving.
+        Requests overlap: each runs as it arrives, while the entry point goes on.
+        Call it first thing: requests that arrive before wait a moment for it
+        (:data:`SERVE_GRACE`), then fail. A handler may itself wait (for a model
+        to load, say)."""
+        self.handler = handler
+        if handler is not None:
+            self.serving.set()
+        elif self.serving.is_set():
+            self.serving = anyio.Event()
 
     def reconfigure(self, configuration: Mapping[str, Any]) -> None:
         """Take a new configuration (a deployment's update) without a restart."""
