@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from actors.kernel import (
@@ -217,7 +218,7 @@ class Deferring(Actor):
         return f"done {key}"
 
     async def _fail(self, key: str) -> str:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         raise ValueError(f"request {key} failed")
 
 
