@@ -24,14 +24,17 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*
 # The main job: build the model components from the pretrained weights, then
 # deploy the image-classification and face-detection stacks locally, classify
 # the sample images once, print and publish the results, and stop.
+# `make run WATCH=incoming` keeps running instead: each image written to
+# incoming/ is classified (and searched for faces) as it arrives.
 DEMO_CONFIG := {"edge.ImageClassification.ONNX": {"MERGE": {"InferenceInterval": 0}}, \
 	"edge.ObjectDetection.ONNX": {"MERGE": {"InferenceInterval": 0}}}
 
 run: $(STAMP)
 	$(BIN)/python -m actors.ml.stage --recipes recipes --out build/artifacts
+	$(if $(WATCH),mkdir -p $(WATCH))
 	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir build/artifacts \
 		--merge edge.ImageClassification.ONNX=1.0.0 --merge edge.ObjectDetection.ONNX=1.0.0 \
-		--update-config '$(DEMO_CONFIG)' --exit-when-done
+		--update-config '$(DEMO_CONFIG)' $(if $(WATCH),--watch $(WATCH),--exit-when-done)
 
 # The MQTT tests run a real broker: Debian's mosquitto (not started as a service).
 servers:

@@ -7,6 +7,16 @@ the last lines of a component's JSON-lines log. Only the CLI identity
 may call them: its token is written to ``<root>/cli.token`` (mode 0600), so
 whoever can read the runtime's root folder may drive it, as with Greengrass's
 CLI authorization groups.
+
+And ``Infer`` (ours): the result of an inference component's model on one
+image, ``{"componentName": ..., "image": <base64>, "imageName": ...}`` in,
+``{"result": <the component's result message>}`` out. The CLI may call it; a
+component needs a policy in its accessControl::
+
+    edge-actors.ipc.inference:
+      my.App:inference:1:
+        operations: [edge-actors#Infer]
+        resources: [edge.ImageClassification.ONNX]
 """
 
 from __future__ import annotations
@@ -19,15 +29,26 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
+from .component import ComponentNotServing
 from .config import atomic_write
 from .deploy import DeploymentRequest, FailureHandling, RestartComponent, StopComponent
-from .ipc import CallContext, InvalidArgumentsError, ResourceNotFoundError, UnauthorizedError
+from .errors import ActorsError
+from .ipc import (
+    CallContext,
+    InvalidArgumentsError,
+    ResourceNotFoundError,
+    ServiceError,
+    UnauthorizedError,
+)
+from .ipc._wire import b64decode
 
 if TYPE_CHECKING:
     from .nucleus import Nucleus
 
 CLI_IDENTITY = "aws.greengrass.Cli"
 TOKEN_FILE = "cli.token"
+INFERENCE = "edge-actors.ipc.inference"
+INFER = "edge-actors#Infer"
 
 
 def write_cli_token(nucleus: Nucleus) -> None:
@@ -137,8 +158,29 @@ def register(nucleus: Nucleus) -> None:
         return {"componentName": name,
                 "logs": [orjson.loads(line) for line in text.splitlines()[-lines:] if line]}
 
+    async def infer(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        from .ml.requests import Infer
+
+        name = request.get("componentName")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentsError("componentName must name an inference component")
+        if context.component != CLI_IDENTITY:
+            service.authorizer.check(context.component, INFERENCE, INFER, name)
+        image = b64decode(request.get("image"), "image")
+        label = request.get("imageName") or ""
+        try:
+            result = await nucleus.ask(name, Infer(image, str(label)))
+        except ComponentNotServing as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except ValueError as exc:  # an image that does not decode, a wrong request
+            raise InvalidArgumentsError(str(exc)) from None
+        except ActorsError as exc:  # the model failed, no reply in time
+            raise ServiceError(str(exc)) from None
+        return {"result": result}
+
     for name, handler in (("CreateLocalDeployment", create), ("GetLocalDeploymentStatus", status),
                           ("ListLocalDeployments", deployments), ("ListComponents", components),
                           ("GetComponentDetails", component), ("RestartComponent", restart),
-                          ("StopComponent", stop), ("GetComponentLogs", logs)):
+                          ("StopComponent", stop), ("GetComponentLogs", logs),
+                          ("Infer", infer)):
         service.register_operation(name, handler)

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="with --exit-when-done, the seconds to wait (default: 600)")
+    run.add_argument("--watch", type=Path, metavar="DIR",
+                     help="keep the deployed inference components (those configured with an "
+                     "ImageDirectory) watching DIR: each image written there is classified "
+                     "and its result published (sets ImageDirectory and WatchDirectory in the "
+                     "deployment; the runtime runs until SIGTERM/SIGINT)")
 
     deployment = sub.add_parser("deployment", help="create, list and show deployments")
     dsub = deployment.add_subparsers(dest="verb", required=True)
@@ -113,6 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[],
                    help="only lines whose message contains this text (repeatable: all must)")
 
+    infer = sub.add_parser(
+        "infer", help="run a deployed inference component's model on image files",
+        description="Send each image to the inference component running on --root (the "
+        "Infer IPC operation) and print its result message, in Greengrass's format, one "
+        "JSON line per image.")
+    _root(infer)
+    infer.add_argument("-n", "--name", required=True, help="the inference component")
+    infer.add_argument("images", nargs="+", type=Path)
+
     recipe = sub.add_parser("recipe", help="recipe tools")
     rsub = recipe.add_subparsers(dest="verb", required=True)
     p = rsub.add_parser("check", help="validate recipe files offline",
@@ -134,8 +148,10 @@ def _merge(items: list[str]) -> dict[str, str]:
     return merge
 
 
-def _remote(root: Path, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Call ``operation`` on the runtime running on ``root``, as the CLI identity."""
+def _remote(root: Path, operation: str, request: dict[str, Any] | list[dict[str, Any]]
+            ) -> Any:
+    """Call ``operation`` on the runtime running on ``root``, as the CLI identity (once
+    per request when given a list of them, on one connection; a list of answers)."""
     from ._operations import TOKEN_FILE
     from .ipc import SOCKET_NAME, IpcError
     from .ipc.client import IpcClient
@@ -146,9 +162,11 @@ def _remote(root: Path, operation: str, request: dict[str, Any]) -> dict[str, An
         raise SystemExit(f"edge-actors: no runtime is running on {root} (no {SOCKET_NAME}); "
                          f"start one with `edge-actors run --root {root}`")
 
-    async def call() -> dict[str, Any]:
+    async def call() -> Any:
         client = await IpcClient(str(socket), token_file.read_text().strip()).connect()
         try:
+            if isinstance(request, list):
+                return [await client.call(operation, r) for r in request]
             return await client.call(operation, request)
         finally:
             await client.close()
@@ -213,16 +231,19 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
 
     async with nucleus:
         code = 0
-        if args.merge or args.remove or args.update_config:
+        update = _update_config(args.update_config)
+        if args.watch is not None:
+            update = _watching(args, update)
+        if args.merge or args.remove or update:
             record = await nucleus.deploy(DeploymentRequest(
                 merge=_merge(args.merge), remove=args.remove,
-                configuration_update=_update_config(args.update_config),
+                configuration_update=update,
                 recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
                 failure_handling=FailureHandling(args.failure_handling)))
             line = f"deployment {record.deployment_id}: {record.status} {record.detailed_status}"
             print(line + (f": {record.cause}" if record.cause else ""), flush=True)
             code = 0 if record.status == "SUCCEEDED" else 1
-        if not args.exit_when_done:
+        if not args.exit_when_done or args.watch is not None:
             await nucleus.system.serve()
             return code
         try:
@@ -238,6 +259,30 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
             print(f"edge-actors: BROKEN: {', '.join(broken)}", file=sys.stderr)
             return 1
         return code
+
+
+def _watching(args: argparse.Namespace, update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` plus ImageDirectory=DIR, WatchDirectory for each --merge component whose
+    recipe (in --recipeDir) configures an ImageDirectory: the inference components."""
+    from .recipe import load_recipe_dir
+
+    folder = args.watch.absolute()
+    if not folder.is_dir():
+        raise SystemExit(f"edge-actors: --watch {args.watch}: not a folder; create it first")
+    recipes = load_recipe_dir(args.recipe_dir) if args.recipe_dir else {}
+    watching = [name for name in _merge(args.merge)
+                if any("ImageDirectory" in r.default_configuration for r in recipes.get(name, []))]
+    if not watching:
+        raise SystemExit("edge-actors: --watch: no inference component (a recipe with an "
+                         "ImageDirectory) among the --merge components of --recipeDir")
+    update = dict(update)
+    for name in watching:
+        entry = dict(update.get(name) or {})
+        entry["merge"] = {**(entry.get("merge") or {}), "ImageDirectory": str(folder),
+                          "WatchDirectory": "true"}
+        update[name] = entry
+    print(f"watching {folder} with {', '.join(watching)}; stop with Ctrl-C", flush=True)
+    return update
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -261,6 +306,19 @@ def _offline(args: argparse.Namespace) -> int:
             "componentToConfiguration": _update_config(args.update_config),
             "failureHandlingPolicy": args.failure_handling})
         print(f"Local deployment submitted! Deployment Id: {answer['deploymentId']}")
+        return 0
+    if args.command == "infer":
+        from .ipc._wire import b64encode
+
+        missing = [str(p) for p in args.images if not p.is_file()]
+        if missing:
+            print(f"edge-actors: no such image file: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        answers = _remote(args.root, "Infer", [
+            {"componentName": args.name, "image": b64encode(p.read_bytes()), "imageName": p.name}
+            for p in args.images])
+        for answer in answers:
+            print(json.dumps(answer["result"]), flush=True)
         return 0
     if args.command == "component" and args.verb in ("restart", "stop"):
         operation = "RestartComponent" if args.verb == "restart" else "StopComponent"
@@ -345,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(args.args)
     if args.command == "recipe":
         return _check(args.files)
-    if args.command in ("deployment", "component", "logs"):
+    if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run
     from .recipe import RecipeError

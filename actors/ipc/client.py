@@ -69,6 +69,7 @@ class AsyncIpcClient(Protocol):
     async def defer_component_update(self, deployment_id: str, message: str = "",
                                      recheck_after_ms: int = 0) -> None: ...
     async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
 
@@ -76,7 +77,21 @@ def _payload(payload: bytes | str) -> bytes:
     return payload.encode() if isinstance(payload, str) else bytes(payload)
 
 
+def _infer_request(component: str, image: bytes, name: str) -> dict[str, Any]:
+    return {"componentName": component, "image": _wire.b64encode(image), "imageName": name}
+
+
 class _Closing:
+    async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]:
+        """``component``'s result message for one encoded image (the ``Infer``
+        operation; needs an ``edge-actors.ipc.inference`` policy naming it)."""
+        reply = await self.call("Infer", _infer_request(component, image, name))
+        result: dict[str, Any] = reply["result"]
+        return result
+
     async def close(self) -> None:
         raise NotImplementedError
 
@@ -606,6 +621,12 @@ class SyncIpcClient:
 
     def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         return self._request(operation, request)
+
+    def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]:
+        """``component``'s result message for one encoded image (the ``Infer`` operation)."""
+        reply = self.call("Infer", _infer_request(component, image, name))
+        result: dict[str, Any] = reply["result"]
+        return result
 
     def close(self) -> None:
         with self._lock:

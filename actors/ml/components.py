@@ -3,16 +3,35 @@
 Configuration keys are Greengrass's (``aws.greengrass.DLRImageClassification``
 and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
 ``InferenceInterval``, ``PublishResultsOnTopic``, ``ModelResourceKey``,
-``UseCamera``, ``Accelerator``. Beyond them: ``ImageName: "*"`` takes every
-image in the folder, ``InferenceInterval: 0`` runs once and finishes, and
-``Runtime``, ``TopK``, ``ScoreThreshold`` choose the runner and the results.
+``UseCamera``, ``Accelerator``. Beyond them:
+
+- ``ImageName`` may be a pattern (``"*"``, ``"*.jpg"``): every matching image
+  in the folder, in name order; ``InferenceInterval: 0`` runs once and finishes;
+- ``WatchDirectory: true`` classifies the images in ImageDirectory, then each
+  new or rewritten file matching ImageName as it arrives (its message carries
+  ``image-name``), until the configuration changes;
+- ``Infer`` requests (:class:`actors.ml.requests.Infer`: image bytes in, the
+  result message out) are answered while the component runs, over IPC, the
+  CLI (``edge-actors infer``) or ``Nucleus.ask``;
+- ``Runtime`` (onnxruntime, dlr), ``TopK``, ``ScoreThreshold`` choose the runner
+  and the results; ``MaxBatchSize``, ``ModelRuns`` and ``ThreadsPerRun`` how
+  classification uses the machine: images are decoded while others run through
+  the model, and the requests that queue while the model is busy run together
+  as one batch of up to MaxBatchSize (see :mod:`actors.ml.tasks.batching`).
+
+Images are classified through a pipeline, but results are published in the
+images' order. An image that cannot be decoded is reported and skipped.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +40,10 @@ import anyio
 from ..component._context import ComponentContext
 from ..kernel import ActorsError
 from .models import load_manifest
+from .requests import Infer
 from .runtimes import RunnerOptions
 from .tasks import (
-    THRESHOLD,
-    TOP_K,
+    ImageError,
     classification_message,
     detection_message,
     load_image,
@@ -33,8 +52,11 @@ from .tasks import (
     top_detections,
     write_detections,
 )
+from .tasks.batching import Pipeline, PipelineOptions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CLASSIFICATION_TOPIC = "ml/dlr/image-classification"
+DETECTION_TOPIC = "ml/dlr/object-detection"
 
 
 class InferenceConfigError(ActorsError, ValueError):
@@ -43,6 +65,55 @@ class InferenceConfigError(ActorsError, ValueError):
 
 def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An inference component's configuration, checked."""
+
+    topic: str
+    interval: float
+    top_k: int
+    threshold: float
+    runtime: str
+    watch: bool
+    max_batch: int
+    runs: int
+    threads: int
+
+    @property
+    def model_key(self) -> tuple[str, int, int, int]:
+        """What the loaded model depends on: a change means loading it again."""
+        return self.runtime, self.max_batch, self.runs, self.threads
+
+
+def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
+    config = ctx.configuration
+    try:
+        interval = float(config.get("InferenceInterval", 3600))
+        top_k = int(config.get("TopK", 5))
+        threshold = float(config.get("ScoreThreshold", 0.3))
+        max_batch = int(config.get("MaxBatchSize", 4))
+        runs = int(config.get("ModelRuns", 2))
+        threads = int(config.get("ThreadsPerRun", 1))
+    except (TypeError, ValueError) as exc:
+        raise InferenceConfigError(
+            f"{ctx.name}: InferenceInterval, TopK, ScoreThreshold, MaxBatchSize, ModelRuns and "
+            f"ThreadsPerRun must be numbers: {exc}") from None
+    if min(max_batch, runs) < 1 or threads < 0:
+        raise InferenceConfigError(f"{ctx.name}: MaxBatchSize and ModelRuns must be at least 1 "
+                                   "and ThreadsPerRun at least 0 (0: the runtime's default)")
+    accelerator = str(config.get("Accelerator", "cpu")).lower()
+    if accelerator not in ("cpu", "auto"):
+        raise InferenceConfigError(f"{ctx.name}: Accelerator {accelerator!r} is not available "
+                                   "here; use cpu")
+    if _flag(config.get("UseCamera", "false")):
+        raise InferenceConfigError(
+            f"{ctx.name}: UseCamera is true, but this device has no camera source; set "
+            "UseCamera to false and give ImageDirectory/ImageName")
+    return Settings(str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k,
+                    threshold, str(config.get("Runtime") or "onnxruntime"),
+                    _flag(config.get("WatchDirectory", "false")), max_batch, runs, threads)
 
 
 def _model_folder(ctx: ComponentContext) -> Path:
@@ -68,107 +139,276 @@ def _model_folder(ctx: ComponentContext) -> Path:
         "component that ships it")
 
 
-def _images(ctx: ComponentContext) -> list[Path]:
-    if _flag(ctx.configuration.get("UseCamera", "false")):
-        raise InferenceConfigError(
-            f"{ctx.name}: UseCamera is true, but this device has no camera source; set "
-            "UseCamera to false and give ImageDirectory/ImageName")
+def _directory(ctx: ComponentContext) -> tuple[Path, str]:
     directory = Path(str(ctx.configuration.get("ImageDirectory") or ""))
-    name = str(ctx.configuration.get("ImageName") or "*")
     if not directory.is_dir():
         raise InferenceConfigError(f"{ctx.name}: ImageDirectory {str(directory)!r} is not a "
                                    "folder; point it at the images to classify")
-    if name == "*":
-        images = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return directory, str(ctx.configuration.get("ImageName") or "*")
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    if not fnmatch.fnmatchcase(path.name, pattern):
+        return False
+    return pattern != "*" or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _images(ctx: ComponentContext, *, allow_none: bool = False) -> list[Path]:
+    directory, name = _directory(ctx)
+    if any(c in name for c in "*?["):
+        images = sorted(p for p in directory.iterdir() if p.is_file() and _matches(p, name))
     else:
         images = [directory / name]
     missing = [str(p) for p in images if not p.is_file()]
-    if missing or not images:
-        what = ", ".join(missing) or str(directory)
+    if missing or (not images and not allow_none):
+        what = ", ".join(missing) or f"{directory} has no image matching {name!r}"
         raise InferenceConfigError(f"{ctx.name}: no image to read: {what} (check "
                                    "ImageDirectory and ImageName)")
     return images
 
 
-def _settings(ctx: ComponentContext, default_topic: str) -> tuple[str, float, int, float]:
-    config = ctx.configuration
+# ---------------------------------------------------------------- the shared loop
+
+#: An image file -> its result message and the line printed for it.
+FileInference = Callable[[Path], Awaitable[tuple[dict[str, Any], str]]]
+
+
+@dataclass
+class _Loaded:
+    """One loaded model as the shared loop uses it."""
+
+    infer_file: FileInference
+    infer_request: Callable[[Infer], Awaitable[dict[str, Any]]]
+    depth: int  # images in flight in a pass
+    #: Takes settings that need no reload (TopK, ScoreThreshold, the topic...).
+    configure: Callable[[Settings], None]
+
+
+async def _ordered(ctx: ComponentContext, loaded: _Loaded, settings: Settings,
+                   images: Sequence[Path], *, named: bool) -> None:
+    """Run ``images`` through the model ``depth`` at a time; publish in their order."""
+    window = anyio.Semaphore(loaded.depth)
+    results: list[tuple[dict[str, Any], str] | ImageError | None] = [None] * len(images)
+    done = [anyio.Event() for _ in images]
+
+    async def one(i: int) -> None:
+        try:
+            results[i] = await loaded.infer_file(images[i])
+        except (ImageError, FileNotFoundError) as exc:
+            results[i] = exc if isinstance(exc, ImageError) else ImageError(str(exc))
+        finally:
+            done[i].set()
+
+    async def feed() -> None:
+        for i in range(len(images)):
+            await window.acquire()
+            tg.start_soon(one, i)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(feed)
+        for i, image in enumerate(images):
+            await done[i].wait()
+            window.release()
+            result = results[i]
+            if isinstance(result, ImageError):
+                ctx.log.warning("%s: skipped %s: %s", ctx.name, image, result)
+                ctx.output(f"{image.name:<24} skipped: {result}")
+                continue
+            assert result is not None
+            message, line = result
+            if named:
+                message = {**message, "image-name": image.name}
+            await ctx.publish(settings.topic, message)
+            ctx.output(line)
+
+
+def _fresh(changes: Iterable[tuple[Any, str]], pattern: str,
+           seen: dict[Path, tuple[int, int]]) -> list[Path]:
+    """The added or modified files matching ``pattern`` whose content is new, sorted."""
+    from watchfiles import Change
+
+    fresh = []
+    for change, raw in changes:
+        path = Path(raw)
+        if change is Change.deleted or not _matches(path, pattern):
+            continue
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        # A copy in progress shows up again when it is rewritten: the same size
+        # and time means the same content, done already.
+        if seen.get(path) != (stat.st_mtime_ns, stat.st_size):
+            seen[path] = (stat.st_mtime_ns, stat.st_size)
+            fresh.append(path)
+    return sorted(fresh)
+
+
+async def _watch(ctx: ComponentContext, loaded: _Loaded, settings: Settings) -> None:
+    """Infer on each new or rewritten image in ImageDirectory until the configuration changes."""
+    from watchfiles import awatch
+
+    directory, name = _directory(ctx)
+    seen: dict[Path, tuple[int, int]] = {}
+    ctx.output(f"watching {directory} for {name!r}")
+    async with anyio.create_task_group() as tg:
+
+        async def until_changed() -> None:
+            await ctx.wait_configuration_change()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(until_changed)
+        async for changes in awatch(directory, recursive=False, debounce=400):
+            fresh = await anyio.to_thread.run_sync(_fresh, changes, name, seen)
+            if fresh:
+                await _ordered(ctx, loaded, settings, fresh, named=True)
+
+
+class _Current:
+    """The model being served; Infer requests wait while it (re)loads."""
+
+    def __init__(self) -> None:
+        self.loaded: _Loaded | None = None
+        self.ready = anyio.Event()
+
+    def set(self, loaded: _Loaded | None) -> None:
+        self.loaded = loaded
+        if loaded is not None:
+            self.ready.set()
+        elif self.ready.is_set():
+            self.ready = anyio.Event()
+
+    async def get(self) -> _Loaded:
+        while self.loaded is None:
+            await self.ready.wait()
+        return self.loaded
+
+
+async def _serve(ctx: ComponentContext, default_topic: str,
+                 load: Callable[[Path, Settings, AsyncExitStack], Awaitable[_Loaded]]) -> None:
+    """The loop both inference components share: load the model, infer on the configured
+    images (then watch, or sleep InferenceInterval), answer Infer requests meanwhile
+    (from the start: they wait for the model), and take configuration updates without
+    a restart, loading the model again only when ModelResourceKey or a model setting
+    changed."""
+    current = _Current()
+
+    async def answer(message: Any) -> dict[str, Any]:
+        if not isinstance(message, Infer):
+            raise TypeError(f"{ctx.name} answers Infer requests, not {message!r}")
+        result = await (await current.get()).infer_request(message)
+        return {**result, "image-name": message.name} if message.name else result
+
+    ctx.serve(answer)
     try:
-        interval = float(config.get("InferenceInterval", 3600))
-        top_k = int(config.get("TopK", TOP_K))
-        threshold = float(config.get("ScoreThreshold", THRESHOLD))
-    except (TypeError, ValueError) as exc:
-        raise InferenceConfigError(f"{ctx.name}: InferenceInterval, TopK and ScoreThreshold "
-                                   f"must be numbers: {exc}") from None
-    accelerator = str(config.get("Accelerator", "cpu")).lower()
-    if accelerator not in ("cpu", "auto"):
-        raise InferenceConfigError(f"{ctx.name}: Accelerator {accelerator!r} is not available "
-                                   "here; use cpu")
-    return str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k, threshold
+        while True:
+            settings = _settings(ctx, default_topic)
+            folder = _model_folder(ctx)
+            async with AsyncExitStack() as stack:
+                loaded = await load(folder, settings, stack)
+                current.set(loaded)
+                try:
+                    while True:
+                        loaded.configure(settings)
+                        images = await anyio.to_thread.run_sync(
+                            functools.partial(_images, ctx, allow_none=settings.watch))
+                        await _ordered(ctx, loaded, settings, images, named=False)
+                        if settings.watch:
+                            await _watch(ctx, loaded, settings)
+                        elif settings.interval <= 0:
+                            return
+                        else:
+                            await ctx.wait_configuration_change(settings.interval)
+                        new = _settings(ctx, default_topic)
+                        if new.model_key != settings.model_key or _model_folder(ctx) != folder:
+                            break
+                        settings = new
+                finally:
+                    current.set(None)
+    finally:
+        ctx.serve(None)
 
 
-def _model_key(ctx: ComponentContext) -> tuple[str, str, int, float]:
-    """What the loaded model depends on: a change means loading it again."""
-    _, _, top_k, threshold = _settings(ctx, "")
-    return (str(_model_folder(ctx)), str(ctx.configuration.get("Runtime") or "onnxruntime"),
-            top_k, threshold)
-
+# ---------------------------------------------------------------- the two components
 
 async def classification(ctx: ComponentContext) -> None:
-    """Classify ImageDirectory/ImageName every InferenceInterval seconds and publish.
+    """Classify ImageDirectory/ImageName every InferenceInterval seconds (or as files
+    arrive, with WatchDirectory) and publish; answer Infer requests meanwhile."""
 
-    A configuration update (a deployment's MERGE/RESET) takes effect at once, without
-    a restart: the images are classified again with the new settings, and the model
-    is loaded again only when ModelResourceKey, Runtime, TopK or ScoreThreshold changed.
-    """
-    loaded: tuple[str, str, int, float] | None = None
-    while True:
-        topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/image-classification")
-        if _model_key(ctx) != loaded:
-            loaded = _model_key(ctx)
-            runtime = loaded[1]
-            manifest = await anyio.to_thread.run_sync(load_manifest, Path(loaded[0]))
-            classifier = await open_classifier(manifest, runtime, RunnerOptions(threads=1),
-                                               top_k=top_k, threshold=threshold)
-            ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   "
-                       f"({runtime}, {manifest.name})")
-        for image in await anyio.to_thread.run_sync(_images, ctx):
+    async def load(folder: Path, settings: Settings, stack: AsyncExitStack) -> _Loaded:
+        current = [settings]
+        manifest = await anyio.to_thread.run_sync(load_manifest, folder)
+        classifier = await open_classifier(
+            manifest, settings.runtime,
+            RunnerOptions(threads=settings.threads, concurrency=settings.runs),
+            top_k=settings.top_k, threshold=settings.threshold)
+        options = PipelineOptions(prepare_threads=2, runs=settings.runs,
+                                  max_batch=settings.max_batch)
+        pipeline = await stack.enter_async_context(Pipeline(classifier, options))
+        ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   "
+                   f"({settings.runtime}, {manifest.name}, {pipeline.runs} run(s) of up to "
+                   f"{settings.max_batch})")
+
+        def message(predictions: Any) -> dict[str, Any]:
+            s = current[0]
+            return classification_message(predictions, s.top_k, s.threshold)
+
+        async def infer_file(image: Path) -> tuple[dict[str, Any], str]:
             start = time.perf_counter()
-            predictions = await classifier.classify(image)
+            predictions = await pipeline.classify(image)
             took = (time.perf_counter() - start) * 1000
-            await ctx.publish(topic, classification_message(predictions, top_k, threshold))
             best = predictions[0] if predictions else None
             label = best.label if best else "(nothing above the threshold)"
             score = f"{best.score:.3f}" if best else ""
-            ctx.output(f"{image.name:<24} {label[:36]:<36} {score:>6}   {took:.0f} ms")
-        if interval <= 0:
-            return
-        await ctx.wait_configuration_change(interval)
+            return message(predictions), f"{image.name:<24} {label[:36]:<36} {score:>6}   " \
+                                         f"{took:.0f} ms"
+
+        async def infer_request(request: Infer) -> dict[str, Any]:
+            return message(await pipeline.classify(request.image))
+
+        def configure(new: Settings) -> None:
+            current[0] = new
+            classifier.top_k, classifier.threshold = new.top_k, new.threshold
+
+        return _Loaded(infer_file, infer_request,
+                       pipeline.runs * settings.max_batch + options.prepare_threads + 2, configure)
+
+    await _serve(ctx, CLASSIFICATION_TOPIC, load)
 
 
 async def detection(ctx: ComponentContext) -> None:
-    """Detect faces in ImageDirectory/ImageName, publish, and write the image with boxes.
-    Configuration updates take effect at once, as for :func:`classification`."""
+    """Detect faces in ImageDirectory/ImageName, publish, and write the image with boxes;
+    watch mode, Infer requests and configuration updates as for :func:`classification`."""
     output = ctx.work / "output"
     await anyio.Path(output).mkdir(parents=True, exist_ok=True)
-    loaded: str | None = None
-    while True:
-        topic, interval, top_k, threshold = _settings(ctx, "ml/dlr/object-detection")
-        if str(_model_folder(ctx)) != loaded:
-            loaded = str(_model_folder(ctx))
-            manifest = await anyio.to_thread.run_sync(load_manifest, Path(loaded))
-            detector = await open_face_detector(manifest, RunnerOptions(threads=1))
-        for image in await anyio.to_thread.run_sync(_images, ctx):
+
+    async def load(folder: Path, settings: Settings, stack: AsyncExitStack) -> _Loaded:
+        current = [settings]
+        manifest = await anyio.to_thread.run_sync(load_manifest, folder)
+        detector = await open_face_detector(
+            manifest, RunnerOptions(threads=settings.threads, concurrency=settings.runs))
+
+        async def detect(image: Path | bytes) -> tuple[Any, Any, dict[str, Any]]:
+            s = current[0]
             pixels = await anyio.to_thread.run_sync(load_image, image)
-            found = top_detections(await detector.detect(pixels), top_k, threshold)
-            await ctx.publish(topic, detection_message(found, top_k, threshold))
+            found = top_detections(await detector.detect(pixels), s.top_k, s.threshold)
+            return pixels, found, detection_message(found, s.top_k, s.threshold)
+
+        async def infer_file(image: Path) -> tuple[dict[str, Any], str]:
+            pixels, found, message = await detect(image)
             drawn = output / f"{image.stem}-detections.jpg"
             await anyio.to_thread.run_sync(write_detections, pixels, found, drawn)
             boxes = ", ".join(f"{d.label} {d.score:.2f} [{' '.join(f'{v:.0f}' for v in d.box)}]"
                               for d in found) or "no faces"
-            ctx.output(f"{image.name:<24} {boxes}  -> {drawn}")
-        if interval <= 0:
-            return
-        await ctx.wait_configuration_change(interval)
+            return message, f"{image.name:<24} {boxes}  -> {drawn}"
+
+        async def infer_request(request: Infer) -> dict[str, Any]:
+            return (await detect(request.image))[2]
+
+        return _Loaded(infer_file, infer_request, settings.runs + 1,
+                       lambda new: current.__setitem__(0, new))
+
+    await _serve(ctx, DETECTION_TOPIC, load)
 
 
 def main(argv: list[str] | None = None) -> int:
