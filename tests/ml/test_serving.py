@@ -140,3 +140,42 @@ async def test_watch_mode_classifies_images_as_they_arrive(tmp_path: Path, stage
     assert len(messages) == 4  # cat.png and cat2.png again, in name order, unnamed
     assert "image-name" not in messages[2][1]
     assert State.ERRORED not in nucleus.status[CLASSIFY].history
+
+
+def test_run_watch_keeps_classifying_until_interrupted(tmp_path: Path, staged: Path,
+                                                       chelsea: Path) -> None:
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actors", "run", "--root", str(tmp_path / "root"),
+         "--recipeDir", str(REPO / "recipes"), "--artifactDir", str(staged),
+         "--merge", f"{CLASSIFY}=1.0.0", "--watch", str(incoming)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))
+    reader.start()
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 60
+        while not any(text in line for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
+            time.sleep(0.05)
+
+    try:
+        wait_for(f"[{CLASSIFY}] watching {incoming}")
+        time.sleep(0.3)
+        shutil.copy(chelsea, incoming / "arrived.png")
+        wait_for(f"[{CLASSIFY}] arrived.png")
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(30)
+        reader.join(10)
+    output = "".join(lines)
+    assert code == 0, output
+    assert any(label in output for label in CATS)
+    assert "published 1 message(s) on ml/dlr/image-classification" in output
