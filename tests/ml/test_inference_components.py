@@ -34,13 +34,20 @@ def staged(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     return out
 
 
-async def test_classification_and_detection_deploy_run_and_publish(tmp_path: Path,
-                                                                   staged: Path) -> None:
+def listening(root: Path) -> tuple[Nucleus, list[tuple[str, Any]], list[str]]:
+    """A Nucleus on ``root`` with the messages it publishes and the lines its
+    components print collected in two lists."""
     messages: list[tuple[str, Any]] = []
     lines: list[str] = []
-    nucleus = Nucleus(tmp_path / "root")
+    nucleus = Nucleus(root)
     nucleus.on_message(lambda topic, payload: messages.append((topic, payload)))
     nucleus.on_output(lambda name, line: lines.append(line))
+    return nucleus, messages, lines
+
+
+async def test_classification_and_detection_deploy_run_and_publish(tmp_path: Path,
+                                                                   staged: Path) -> None:
+    nucleus, messages, lines = listening(tmp_path / "root")
     async with nucleus:
         record = await nucleus.deploy(DeploymentRequest(
             recipe_dir=REPO / "recipes", artifact_dir=staged,

@@ -19,7 +19,7 @@ from actors.ml.requests import Infer
 from actors.ml.tasks import ImageError
 from actors.nucleus import Nucleus
 
-from .test_inference_components import CLASSIFY, DETECT, REPO, staged
+from .test_inference_components import CLASSIFY, DETECT, REPO, listening, staged
 
 pytest_plugins = ["tests.ml._model_fixtures"]
 pytestmark = pytest.mark.anyio
@@ -106,11 +106,7 @@ async def test_watch_mode_classifies_images_as_they_arrive(tmp_path: Path, stage
                                                            chelsea: Path) -> None:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    messages: list[tuple[str, Any]] = []
-    lines: list[str] = []
-    nucleus = Nucleus(tmp_path / "root")
-    nucleus.on_message(lambda topic, payload: messages.append((topic, payload)))
-    nucleus.on_output(lambda name, line: lines.append(line))
+    nucleus, messages, lines = listening(tmp_path / "root")
     async with nucleus:
         record = await nucleus.deploy(DeploymentRequest(
             recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
