@@ -7,6 +7,9 @@ and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
 
 - ``ImageName`` may be a pattern (``"*"``, ``"*.jpg"``): every matching image
   in the folder, in name order; ``InferenceInterval: 0`` runs once and finishes;
+- ``UseCamera: true`` takes a frame from ``CameraSource`` (default
+  ``/dev/video0``; a video file or stream URL works too) each InferenceInterval,
+  through :mod:`actors.ml.camera` (OpenCV); without a camera the error says so;
 - ``WatchDirectory: true`` classifies the images in ImageDirectory, then each
   new or rewritten file matching ImageName as it arrives (its message carries
   ``image-name``), until the configuration changes;
@@ -42,9 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 
 from ..component._context import ComponentContext
 from ..kernel import ActorsError
+from .camera import DEFAULT_SOURCE, FrameSource, open_camera
 from .models import load_manifest
 from .requests import Infer
 from .runtimes import RunnerOptions
@@ -87,11 +92,14 @@ class Settings:
     runs: int
     threads: int
     threads_alone: int
+    camera: str | None  # the camera source, with UseCamera
 
     @property
-    def model_key(self) -> tuple[str, int, int, int, int]:
-        """What the loaded model depends on: a change means loading it again."""
-        return self.runtime, self.max_batch, self.runs, self.threads, self.threads_alone
+    def model_key(self) -> tuple[object, ...]:
+        """What the loaded model (and the open camera) depend on: a change means
+        loading it again."""
+        return (self.runtime, self.max_batch, self.runs, self.threads, self.threads_alone,
+                self.camera)
 
 
 def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
@@ -116,14 +124,16 @@ def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
     if accelerator not in ("cpu", "auto"):
         raise InferenceConfigError(f"{ctx.name}: Accelerator {accelerator!r} is not available "
                                    "here; use cpu")
+    camera = None
     if _flag(config.get("UseCamera", "false")):
-        raise InferenceConfigError(
-            f"{ctx.name}: UseCamera is true, but this device has no camera source; set "
-            "UseCamera to false and give ImageDirectory/ImageName")
+        camera = str(config.get("CameraSource") or DEFAULT_SOURCE)
+    watch = _flag(config.get("WatchDirectory", "false"))
+    if camera and watch:
+        raise InferenceConfigError(f"{ctx.name}: UseCamera and WatchDirectory are both true; "
+                                   "a component reads the camera or watches a folder, not both")
     return Settings(str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k,
-                    threshold, str(config.get("Runtime") or "onnxruntime"),
-                    _flag(config.get("WatchDirectory", "false")), max_batch, runs, threads,
-                    threads_alone)
+                    threshold, str(config.get("Runtime") or "onnxruntime"), watch, max_batch,
+                    runs, threads, threads_alone, camera)
 
 
 def _model_folder(ctx: ComponentContext) -> Path:
@@ -179,8 +189,10 @@ def _images(ctx: ComponentContext, *, allow_none: bool = False) -> list[Path]:
 
 # ---------------------------------------------------------------- the shared loop
 
-#: An image file -> its result message and the line printed for it.
-FileInference = Callable[[Path], Awaitable[tuple[dict[str, Any], str]]]
+#: What the component infers on: an image file, or a camera frame (HxWx3 RGB).
+Source = Path | np.ndarray
+#: (a name for the image, the image) -> its result message and the line printed for it.
+FileInference = Callable[[str, Source], Awaitable[tuple[dict[str, Any], str]]]
 
 
 @dataclass
@@ -195,15 +207,16 @@ class _Loaded:
 
 
 async def _ordered(ctx: ComponentContext, loaded: _Loaded, settings: Settings,
-                   images: Sequence[Path], *, named: bool) -> None:
-    """Run ``images`` through the model ``depth`` at a time; publish in their order."""
+                   images: Sequence[tuple[str, Source]], *, named: bool) -> None:
+    """Run ``images`` (name, image) through the model ``depth`` at a time; publish in
+    their order."""
     window = anyio.Semaphore(loaded.depth)
     results: list[tuple[dict[str, Any], str] | ImageError | None] = [None] * len(images)
     done = [anyio.Event() for _ in images]
 
     async def one(i: int) -> None:
         try:
-            results[i] = await loaded.infer_file(images[i])
+            results[i] = await loaded.infer_file(*images[i])
         except (ImageError, FileNotFoundError) as exc:
             results[i] = exc if isinstance(exc, ImageError) else ImageError(str(exc))
         finally:
@@ -216,18 +229,18 @@ async def _ordered(ctx: ComponentContext, loaded: _Loaded, settings: Settings,
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(feed)
-        for i, image in enumerate(images):
+        for i, (name, _) in enumerate(images):
             await done[i].wait()
             window.release()
             result = results[i]
             if isinstance(result, ImageError):
-                ctx.log.warning("%s: skipped %s: %s", ctx.name, image, result)
-                ctx.output(f"{image.name:<24} skipped: {result}")
+                ctx.log.warning("%s: skipped %s: %s", ctx.name, name, result)
+                ctx.output(f"{name:<24} skipped: {result}")
                 continue
             assert result is not None
             message, line = result
             if named:
-                message = {**message, "image-name": image.name}
+                message = {**message, "image-name": name}
             await ctx.publish(settings.topic, message)
             ctx.output(line)
 
@@ -271,7 +284,7 @@ async def _watch(ctx: ComponentContext, loaded: _Loaded, settings: Settings) -> 
         async for changes in awatch(directory, recursive=False, debounce=400):
             fresh = await anyio.to_thread.run_sync(_fresh, changes, name, seen)
             if fresh:
-                await _ordered(ctx, loaded, settings, fresh, named=True)
+                await _ordered(ctx, loaded, settings, [(p.name, p) for p in fresh], named=True)
 
 
 class _Current:
@@ -292,6 +305,17 @@ class _Current:
         while self.loaded is None:
             await self.ready.wait()
         return self.loaded
+
+
+async def _pass_images(ctx: ComponentContext, settings: Settings,
+                       camera: FrameSource | None) -> list[tuple[str, Source]]:
+    """What one pass infers on: a frame from the camera, or the configured files."""
+    if camera is not None:
+        frame = await anyio.to_thread.run_sync(camera.read)
+        return [(f"{Path(camera.name).name} frame", frame)]
+    images = await anyio.to_thread.run_sync(
+        functools.partial(_images, ctx, allow_none=settings.watch))
+    return [(p.name, p) for p in images]
 
 
 async def _serve(ctx: ComponentContext, default_topic: str,
@@ -316,13 +340,16 @@ async def _serve(ctx: ComponentContext, default_topic: str,
             folder = _model_folder(ctx)
             async with AsyncExitStack() as stack:
                 loaded = await load(folder, settings, stack)
+                camera = None
+                if settings.camera is not None:
+                    camera = await anyio.to_thread.run_sync(open_camera, settings.camera)
+                    stack.callback(camera.close)
                 current.set(loaded)
                 try:
                     while True:
                         loaded.configure(settings)
-                        images = await anyio.to_thread.run_sync(
-                            functools.partial(_images, ctx, allow_none=settings.watch))
-                        await _ordered(ctx, loaded, settings, images, named=False)
+                        await _ordered(ctx, loaded, settings,
+                                       await _pass_images(ctx, settings, camera), named=False)
                         if settings.watch:
                             await _watch(ctx, loaded, settings)
                         elif settings.interval <= 0:
@@ -367,14 +394,14 @@ async def classification(ctx: ComponentContext) -> None:
             s = current[0]
             return classification_message(predictions, s.top_k, s.threshold)
 
-        async def infer_file(image: Path) -> tuple[dict[str, Any], str]:
+        async def infer_file(name: str, image: Source) -> tuple[dict[str, Any], str]:
             start = time.perf_counter()
             predictions = await pipeline.classify(image)
             took = (time.perf_counter() - start) * 1000
             best = predictions[0] if predictions else None
             label = best.label if best else "(nothing above the threshold)"
             score = f"{best.score:.3f}" if best else ""
-            return message(predictions), f"{image.name:<24} {label[:36]:<36} {score:>6}   " \
+            return message(predictions), f"{name:<24} {label[:36]:<36} {score:>6}   " \
                                          f"{took:.0f} ms"
 
         async def infer_request(request: Infer) -> dict[str, Any]:
@@ -403,19 +430,19 @@ async def detection(ctx: ComponentContext) -> None:
         detector = await open_face_detector(
             manifest, RunnerOptions(threads=settings.threads, concurrency=settings.runs))
 
-        async def detect(image: Path | bytes) -> tuple[Any, Any, dict[str, Any]]:
+        async def detect(image: Source | bytes) -> tuple[Any, Any, dict[str, Any]]:
             s = current[0]
             pixels = await anyio.to_thread.run_sync(load_image, image)
             found = top_detections(await detector.detect(pixels), s.top_k, s.threshold)
             return pixels, found, detection_message(found, s.top_k, s.threshold)
 
-        async def infer_file(image: Path) -> tuple[dict[str, Any], str]:
+        async def infer_file(name: str, image: Source) -> tuple[dict[str, Any], str]:
             pixels, found, message = await detect(image)
-            drawn = output / f"{image.stem}-detections.jpg"
+            drawn = output / f"{Path(name).stem.replace(' ', '-')}-detections.jpg"
             await anyio.to_thread.run_sync(write_detections, pixels, found, drawn)
             boxes = ", ".join(f"{d.label} {d.score:.2f} [{' '.join(f'{v:.0f}' for v in d.box)}]"
                               for d in found) or "no faces"
-            return message, f"{image.name:<24} {boxes}  -> {drawn}"
+            return message, f"{name:<24} {boxes}  -> {drawn}"
 
         async def infer_request(request: Infer) -> dict[str, Any]:
             return (await detect(request.image))[2]

@@ -175,3 +175,44 @@ def test_run_watch_keeps_classifying_until_interrupted(tmp_path: Path, staged: P
     assert code == 0, output
     assert any(label in output for label in CATS)
     assert "published 1 message(s) on ml/dlr/image-classification" in output
+
+
+def _video(path: Path, image: Path, frames: int = 3) -> Path:
+    """A real MJPEG video of ``image``: read through OpenCV as a camera would be."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(image) as opened:
+        bgr = np.ascontiguousarray(np.asarray(opened.convert("RGB"))[:, :450, ::-1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5,
+                             (bgr.shape[1], bgr.shape[0]))
+    for _ in range(frames):
+        writer.write(bgr)
+    writer.release()
+    return path
+
+
+async def test_use_camera_reads_frames_from_the_camera_source(tmp_path: Path, staged: Path,
+                                                              chelsea: Path) -> None:
+    video = await anyio.to_thread.run_sync(_video, tmp_path / "camera.avi", chelsea)
+    nucleus, messages, lines = listening(tmp_path / "root")
+    reasons: list[str] = []
+    nucleus.on_state(lambda name, state, reason: reasons.append(reason)
+                     if name == CLASSIFY and state is State.ERRORED else None)
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
+            configuration_update={CLASSIFY: {"merge": {
+                "UseCamera": "true", "CameraSource": str(video), "InferenceInterval": 0}}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states([CLASSIFY], [State.FINISHED], timeout=60)
+        assert len(messages) == 1
+        assert messages[0][1]["inference-results"][0]["Label"] in CATS
+        assert any(line.startswith("camera.avi frame") for line in lines)
+        # No camera there: the component says which source and what to do.
+        await nucleus.deploy(DeploymentRequest(configuration_update={CLASSIFY: {"merge": {
+            "CameraSource": "/dev/video97"}}}))
+        await _wait(lambda: reasons)
+    assert "no camera at /dev/video97" in reasons[0]
+    assert "set UseCamera to false" in reasons[0]
