@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._digest import Digest, hash_file, parse_digest
 from ._errors import (
     ArtifactAccessDenied,
+    ArtifactDiskFull,
     ArtifactError,
     ArtifactNotFound,
     ArtifactSpecError,
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Access",
     "ArtifactAccessDenied",
+    "ArtifactDiskFull",
     "ArtifactError",
     "ArtifactNotFound",
     "ArtifactSpec",

@@ -39,3 +39,7 @@ class DownloadFailed(ArtifactError, ConnectionError):
 
 class UnsafeArchive(ArtifactError, ValueError):
     """A ZIP archive was refused: an entry escapes the folder, repeats, or the archive is a bomb."""
+
+
+class ArtifactDiskFull(ArtifactError, OSError):
+    """There is not enough free disk space for an artifact (found before it is downloaded)."""

@@ -6,18 +6,23 @@ ETag and encryption (SSE-S3 and SSE-KMS are fine); 403 -> the device may not
 read it; 404 -> it does not exist; 400 -> a one-byte ranged GetObject tells
 whether the server wants a customer-provided key (SSE-C, refused).
 
-The download is one streamed GetObject written to a temporary file; after a
-connection error or a throttling answer it goes on with ``Range: bytes=N-``
-and ``If-Match: <ETag>`` (the same object, from the first byte not yet
-written), a bounded number of times in a row with exponential backoff.
+A small object is one streamed GetObject; a large one is cut into parts of
+``part_size`` fetched by ``concurrency`` ranged GETs side by side (as
+``aws s3 cp`` does), each written at its offset into a preallocated temporary
+file that is hashed in order behind the writes (:mod:`._sink`). Every GET
+carries ``If-Match: <ETag>`` (the same object throughout); after a connection
+error or a throttling answer a range goes on from its first byte not yet
+fetched, a bounded number of times in a row with exponential backoff.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
 
 import aiohttp
 import anyio
@@ -49,9 +54,13 @@ from ._s3_rules import (
     check_bucket_name,
     sse_c_message,
 )
+from ._sink import PartFile
 
-_RETRYABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                              "InternalError", "ServiceUnavailable", "503", "500", "502", "504"})
+_THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
+                               "RequestLimitExceeded", "TooManyRequestsException",
+                               "ServiceUnavailable"})
+_RETRYABLE_CODES = _THROTTLING_CODES | {"RequestTimeout", "InternalError", "503", "500", "502",
+                                        "504"}
 _TRANSPORT_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError,
                      aiohttp.ClientError, ConnectionError, TimeoutError)
 
@@ -66,6 +75,11 @@ def _code(error: ClientError) -> str:
 
 def _message(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def _retryable(error: ClientError) -> bool:
+    """Throttling and server-side failures: worth another attempt after a pause."""
+    return _code(error) in _RETRYABLE_CODES or _status(error) >= 500
 
 
 class S3Source:
@@ -90,6 +104,8 @@ class S3Source:
                 connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
                 # Retries are ours: they resume a download instead of starting it again.
                 retries={"total_max_attempts": 1},
+                # The recipe's digest is checked on the whole file: no second checksum.
+                response_checksum_validation="when_required",
                 **config),
         }
         if s.access_key_id is not None:
@@ -116,12 +132,9 @@ class S3Source:
             try:
                 return await call(**kwargs)
             except NoCredentialsError:
-                raise ArtifactAccessDenied(
-                    f"{uri}: no AWS credentials found for {operation}; configure them the usual "
-                    "way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance "
-                    "role) or in the S3 settings") from None
+                raise _no_credentials(uri, operation) from None
             except ClientError as error:
-                if _code(error) not in _RETRYABLE_CODES and _status(error) < 500:
+                if not _retryable(error):
                     raise
                 failures = await self._backoff(counters, uri, failures, error)
             except _TRANSPORT_ERRORS as error:
@@ -129,12 +142,18 @@ class S3Source:
 
     async def _backoff(self, counters: Counters, uri: str, failures: int,
                        error: BaseException) -> int:
+        """Count one failed attempt; wait before the next, or raise when none is left."""
         failures += 1
         if failures >= self.settings.attempts:
+            if isinstance(error, ClientError) and _code(error) in _THROTTLING_CODES | {"503"}:
+                why = (f"the server kept throttling the requests ({_code(error)}: "
+                       f"{_message(error) or 'Slow Down'}); wait a while and deploy again, or "
+                       "allow more attempts (S3Settings.attempts)")
+            else:
+                why = (f"{type(error).__name__}: {error}; check that the S3 endpoint is "
+                       "reachable and deploy again")
             raise DownloadFailed(
-                f"{uri}: gave up after {failures} failed attempts in a row "
-                f"({type(error).__name__}: {error}); check that the S3 endpoint is reachable "
-                "and deploy again") from error
+                f"{uri}: gave up after {failures} failed attempts in a row: {why}") from error
         counters.retries += 1
         delay = min(self.settings.backoff * 2 ** (failures - 1), self.settings.backoff_max)
         await anyio.sleep(delay * random.uniform(0.5, 1.0))
@@ -217,63 +236,198 @@ class S3Source:
         return self._identity
 
     async def download(self, bucket: str, key: str, uri: str, info: ObjectInfo,
-                       feed: Callable[[list[bytes]], Awaitable[None]], meter: RateMeter,
-                       counters: Counters) -> None:
-        """Stream the object into ``feed``; resume with a ranged GET after a broken connection."""
-        offset = 0
+                       target: PartFile, meter: RateMeter, counters: Counters) -> None:
+        """Fetch the object into ``target``: ranged GETs side by side for a large object, one
+        GET otherwise; each range resumes after a broken connection or a throttling answer.
+
+        The first range goes alone: the others start once it has an answer, so that an
+        object the server will not serve (or keeps throttling) costs one stream of
+        attempts, and a server that ignores ``Range`` (200 instead of 206) is then read as
+        one stream.
+        """
+        size, s = info.size, self.settings
+        part = max(s.part_size, s.chunk_size)
+        if s.concurrency > 1 and size > 2 * part:
+            ranges = deque(_Range(a, min(a + part, size)) for a in range(0, size, part))
+        else:
+            ranges = deque([_Range(0, size)])
+        job = _RangeJob(bucket, key, uri, info, target, meter, counters)
+        answered = anyio.Event()
+
+        def on_answer(whole: bool, first: _Range) -> None:
+            if whole and ranges:  # Range ignored: this stream carries everything
+                first.end = size
+                ranges.clear()
+            answered.set()
+
+        async def worker(first: _Range | None) -> None:
+            if first is not None:
+                await self._fetch_range(job, first, on_answer)
+            while ranges:
+                await self._fetch_range(job, ranges.popleft(), None)
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(target.hash_behind)
+                group.start_soon(worker, ranges.popleft())
+                await answered.wait()
+                for _ in range(min(s.concurrency - 1, len(ranges))):
+                    group.start_soon(worker, None)
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+
+    async def _fetch_range(self, job: _RangeJob, r: _Range,
+                           on_answer: Callable[[bool, _Range], None] | None) -> None:
+        """Fetch ``r`` into the file, resuming from what was kept after each failure."""
         failures = 0
-        chunk = self.settings.chunk_size
-        while offset < info.size or offset == 0:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-            if info.etag:
-                kwargs["IfMatch"] = info.etag
-            if offset:
-                kwargs["Range"] = f"bytes={offset}-"
-                counters.resumed += 1
-            progressed = False
+        while r.done < r.end - r.start or (on_answer is not None and not r.answered):
+            offset = r.start + r.done
+            kwargs: dict[str, Any] = {"Bucket": job.bucket, "Key": job.key}
+            if job.info.etag:
+                kwargs["IfMatch"] = job.info.etag
+            if offset or r.end < job.info.size:
+                kwargs["Range"] = f"bytes={offset}-{r.end - 1}"
+            if r.done:
+                job.counters.resumed += 1
+            done_before = r.done
             try:
+                job.counters.requests += 1
                 try:
-                    response = await self._request(counters, uri, "GetObject",
-                                                   self._client.get_object, **kwargs)
-                except ClientError as error:
-                    await self._raise_for(error, bucket, key, uri, "GetObject")
-                # A server that ignores Range sends the whole object again: skip what we have.
-                skip = offset if offset and response["ResponseMetadata"].get(
-                    "HTTPStatusCode") == 200 else 0
+                    response = await self._client.get_object(**kwargs)
+                except NoCredentialsError:
+                    raise _no_credentials(job.uri, "GetObject") from None
+                # A server that ignores Range sends the whole object: skip what is not ours.
+                whole = response["ResponseMetadata"].get("HTTPStatusCode") == 200
+                skip = offset if whole else 0
+                if on_answer is not None and not r.answered:
+                    r.answered = True
+                    on_answer(whole, r)
                 async with response["Body"] as body:
+                    await self._stream(job, r, body, skip)
+                if r.done < r.end - r.start:
+                    raise IncompleteReadError(actual_bytes=r.start + r.done,
+                                              expected_bytes=r.end)
+            except ClientError as error:
+                if not _retryable(error):
+                    await self._raise_for(error, job.bucket, job.key, job.uri, "GetObject")
+                failures = 0 if r.done > done_before else failures
+                failures = await self._backoff(job.counters, job.uri, failures, error)
+            except _TRANSPORT_ERRORS as error:
+                failures = 0 if r.done > done_before else failures
+                failures = await self._backoff(job.counters, job.uri, failures, error)
+
+    async def _stream(self, job: _RangeJob, r: _Range, body: Any, skip: int) -> None:
+        """Read one response body into the file from ``r``'s first missing byte.
+
+        Reads and writes overlap: the writer task puts one batch on file (in a worker
+        thread) while the next is read. ``r.done`` counts the bytes handed to the writer,
+        which writes all of them even when the connection breaks: a retry goes on from there.
+        """
+        chunk = self.settings.chunk_size
+        send, receive = anyio.create_memory_object_stream[tuple[int, list[bytes], int]](1)
+
+        async def writer() -> None:
+            async with receive:
+                async for offset, parts, size in receive:
+                    await anyio.to_thread.run_sync(job.target.write_at, offset, parts)
+                    job.target.wrote(offset, size)
+                    job.counters.bytes_downloaded += size
+                    job.meter.add(size)
+
+        failed: Exception | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(writer)
+                async with send:
                     parts: list[bytes] = []
                     pending = 0
+                    left = r.end - r.start - r.done
+                    next_block = _blocks(body, chunk)
                     try:
-                        while data := await body.read(chunk):
+                        while left > pending and (data := await next_block()):
                             if skip:
                                 cut = min(skip, len(data))
                                 data, skip = data[cut:], skip - cut
-                                if not data:
-                                    continue
+                            if len(data) > left - pending:
+                                data = data[:left - pending]
+                            if not data:
+                                continue
                             parts.append(data)
                             pending += len(data)
                             if pending >= chunk:
-                                await self._deliver(parts, pending, feed, meter, counters)
-                                offset += pending
-                                parts, pending, progressed = [], 0, True
-                    finally:
-                        # Bytes that arrived before a broken connection are good: keep them.
-                        if parts:
-                            await self._deliver(parts, pending, feed, meter, counters)
-                            offset += pending
-                            progressed = True
-                if offset >= info.size:
-                    return
-                raise IncompleteReadError(actual_bytes=offset, expected_bytes=info.size)
-            except _TRANSPORT_ERRORS as error:
-                failures = 0 if progressed else failures
-                failures = await self._backoff(counters, uri, failures, error)
-                meter.rewind(offset)
+                                await send.send((r.start + r.done, parts, pending))
+                                r.done += pending
+                                left -= pending
+                                parts, pending = [], 0
+                    except Exception as error:
+                        # Raised once the writer has put on file what it was given (which
+                        # ``r.done`` already counts), not as a task group error that would
+                        # cancel it half-way.
+                        failed = error
+                    # Bytes that arrived before a broken connection are good: keep them.
+                    if parts:
+                        await send.send((r.start + r.done, parts, pending))
+                        r.done += pending
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        if failed is not None:
+            raise failed
 
-    @staticmethod
-    async def _deliver(parts: list[bytes], size: int,
-                       feed: Callable[[list[bytes]], Awaitable[None]], meter: RateMeter,
-                       counters: Counters) -> None:
-        await feed(parts)
-        counters.bytes_downloaded += size
-        meter.add(size)
+
+def _blocks(body: Any, size: int) -> Callable[[], Awaitable[bytes]]:
+    """``next_block()``: the body's next bytes as they came off the network (b"" at the end).
+
+    aiohttp's reader hands over each buffered piece as it is; ``read(n)`` would first
+    join pieces into a new ``n``-byte string, one more copy of every byte.
+    """
+    content = getattr(getattr(body, "raw_stream", None), "content", None)
+    if content is None or not hasattr(content, "readchunk"):  # another HTTP backend
+        return lambda: cast("Awaitable[bytes]", body.read(size))
+
+    async def next_block() -> bytes:
+        while True:
+            data, end_of_http_chunk = await content.readchunk()
+            if data or not end_of_http_chunk:
+                return cast("bytes", data)
+
+    return next_block
+
+
+@dataclass
+class _Range:
+    """Bytes ``[start, end)`` of the object, of which the first ``done`` are fetched."""
+
+    start: int
+    end: int
+    done: int = 0
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class _RangeJob:
+    """What every range of one download shares."""
+
+    bucket: str
+    key: str
+    uri: str
+    info: ObjectInfo
+    target: PartFile
+    meter: RateMeter
+    counters: Counters
+
+
+def _no_credentials(uri: str, operation: str) -> ArtifactAccessDenied:
+    return ArtifactAccessDenied(
+        f"{uri}: no AWS credentials found for {operation}; configure them the usual "
+        "way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance "
+        "role) or in the S3 settings")
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The one real error inside a task group's exception group (cancellations aside)."""
+    while isinstance(error, BaseExceptionGroup):
+        cancelled = anyio.get_cancelled_exc_class()
+        inner = [e for e in error.exceptions if not isinstance(e, cancelled)] or list(
+            error.exceptions)
+        error = inner[0]
+    return error

@@ -18,8 +18,11 @@ class S3Settings:
     """How to reach S3. Unset fields come from the usual AWS chain (environment, profile, role).
 
     ``endpoint_url`` points at an S3-compatible server; ``attempts`` bounds the
-    consecutive failed requests of one download (each retry resumes where the
-    last one stopped), with backoff from ``backoff`` doubling up to ``backoff_max``.
+    consecutive failed requests of one download stream (each retry resumes where
+    the last one stopped), with backoff from ``backoff`` doubling up to ``backoff_max``.
+    An object larger than twice ``part_size`` is fetched as parts of that size by
+    ``concurrency`` ranged GETs side by side (1: always one stream); ``chunk_size``
+    is how much of a stream is gathered before it is written.
     """
 
     endpoint_url: str | None = None
@@ -35,6 +38,8 @@ class S3Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     chunk_size: int = 1 << 20
+    part_size: int = 8 << 20
+    concurrency: int = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,28 +1,43 @@
-"""A temporary file that hashes what is written to it, fed from the event loop, written in a thread.
+"""The download's temporary file: written at offsets by several streams, hashed in order.
 
-Network reads and disk writes overlap: the download hands chunks to a writer
-task that runs each write (and the hash update) in a worker thread, so the
-event loop never blocks on the disk and the next read starts at once.
+A download may arrive as several ranged GETs at once, so bytes reach the file
+out of order; the digest needs them in order. The file is therefore written
+with ``pwritev`` at each chunk's offset. A chunk that is the next one to hash
+is hashed from memory by the thread that wrote it (one stream: every chunk);
+the rest are caught up by a hasher that follows the *frontier* (the end of the
+bytes written without a gap from the start), reading them back from the page
+cache (7 GB/s here, against the 1.4 GB/s SHA-256 takes) in blocks of
+:data:`HASH_BLOCK`. Memory stays bounded by the chunks in flight; nothing
+waits for a whole part. Writes, read-backs and hashing run in worker threads,
+never on the event loop.
+
+The file is preallocated to the object's size (``posix_fallocate``): a disk
+too small fails at once, before any byte is fetched, and ext4 writes into
+preallocated blocks many times faster than it allocates them on the way.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import anyio
-from anyio.abc import ObjectSendStream
 
 from ._digest import Digest
+from ._errors import ArtifactDiskFull
 
 WRITEBACK_EVERY = 8 << 20
 """Bytes written between two requests to start writing a download in progress to disk."""
+
+HASH_BLOCK = 1 << 20
+"""Bytes read back and hashed per worker-thread call."""
 
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -41,73 +56,138 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _start_writeback = _sync_file_range()
+_pwritev = getattr(os, "pwritev", None)
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 
-class HashingFile:
-    """A new file at ``path`` opened for writing, with a running hash of what went in."""
+class PartFile:
+    """A new file at ``path`` of ``size`` bytes, written at offsets, hashed in order.
 
-    def __init__(self, path: Path, algorithm: str) -> None:
+    Blocking methods (``write_at``, ``finish``, ``discard``) belong in worker
+    threads; :meth:`wrote` and :meth:`hash_behind` are for the event loop.
+    """
+
+    def __init__(self, path: Path, algorithm: str, size: int, uri: str) -> None:
         self.path = path
-        self._hasher = hashlib.new(algorithm)
+        self.size = size
         self._algorithm = algorithm
-        self._file = path.open("xb")
-        self.size = 0
-        self._synced = 0
+        self._hasher = hashlib.new(algorithm)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            self._preallocate(uri)
+        except BaseException:
+            self.discard()
+            raise
+        self.hashed = 0
+        self._hash_lock = threading.Lock()
+        self._buffer = bytearray(HASH_BLOCK)
+        self._unsynced = 0
+        # Which byte ranges are written, as {start: end} of runs without a gap.
+        self._runs: dict[int, int] = {}
+        self.frontier = 0
+        self._moved = anyio.Event()
+        self._closed = False
 
-    def write_parts(self, parts: list[bytes]) -> None:
-        for part in parts:
-            self._file.write(part)
-            self._hasher.update(part)
-            self.size += len(part)
-        if _start_writeback is not None and self.size - self._synced >= WRITEBACK_EVERY:
+    def _preallocate(self, uri: str) -> None:
+        if self.size <= 0 or not hasattr(os, "posix_fallocate"):
+            return
+        try:
+            os.posix_fallocate(self._fd, 0, self.size)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise ArtifactDiskFull(
+                    f"{uri}: not enough free disk space for its {self.size} bytes under "
+                    f"{self.path.parent}; free some space (or remove unused components) and "
+                    "deploy again") from None
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+    def write_at(self, offset: int, parts: list[bytes]) -> int:
+        """Write ``parts`` one after the other from ``offset`` (blocking); return the bytes.
+
+        One ``pwritev`` for the lot where the platform has it: the parts are the network's
+        pieces (often 64-256 KiB), so this saves a system call per piece.
+        """
+        total = sum(len(part) for part in parts)
+        written = 0
+        views = [memoryview(part) for part in parts]
+        while written < total:
+            if _pwritev is not None:
+                n = _pwritev(self._fd, views[:_IOV_MAX], offset + written)
+            else:
+                n = os.pwrite(self._fd, views[0], offset + written)
+            written += n
+            while n and views:  # drop what went out, keep the rest of a part cut short
+                if n >= len(views[0]):
+                    n -= len(views.pop(0))
+                else:
+                    views[0], n = views[0][n:], 0
+        # The next bytes to hash, still in memory and in cache: hash them now rather than
+        # read them back later. (``hashed`` only grows, so a miss here is caught up by
+        # :meth:`hash_behind` once the frontier covers these bytes.)
+        if offset == self.hashed:
+            with self._hash_lock:
+                if offset == self.hashed:
+                    for part in parts:
+                        self._hasher.update(part)
+                    self.hashed += written
+        self._unsynced += written  # (a race between writer threads only shifts the next sync)
+        if _start_writeback is not None and self._unsynced >= WRITEBACK_EVERY:
             # Start writing to disk as we go without waiting for it (fdatasync here would
             # stall the pipeline), so the final fsync has only the tail left to wait for.
-            self._file.flush()
-            _start_writeback(self._file.fileno(), self._synced, self.size - self._synced,
-                             _SYNC_FILE_RANGE_WRITE)
-            self._synced = self.size
+            _start_writeback(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+            self._unsynced = 0
+        return written
+
+    def wrote(self, offset: int, length: int) -> None:
+        """Record (on the event loop) that ``[offset, offset + length)`` is on file."""
+        if not length:
+            return
+        end = offset + length
+        # Join with a run ending where this one starts, and with one starting where it ends.
+        start = next((s for s, e in self._runs.items() if e == offset), offset)
+        self._runs[start] = self._runs.pop(end, end)
+        if start == 0 and self._runs[0] > self.frontier:
+            self.frontier = self._runs[0]
+            self._moved.set()
+
+    def _hash_upto(self, end: int) -> None:
+        with self._hash_lock:
+            self._read_back(end)
+
+    def _read_back(self, end: int) -> None:
+        # One reused buffer: a fresh bytes per block, allocated in whichever worker thread
+        # runs this, would grow that thread's malloc arena by megabytes for good.
+        view = memoryview(self._buffer)
+        while self.hashed < end:
+            n = os.preadv(self._fd, [view[:min(HASH_BLOCK, end - self.hashed)]], self.hashed)
+            if not n:
+                raise OSError(errno.EIO, f"{self.path}: short read at {self.hashed}")
+            self._hasher.update(view[:n])
+            self.hashed += n
+
+    async def hash_behind(self) -> None:
+        """Hash the file in order as its frontier moves, until all ``size`` bytes are hashed."""
+        while self.hashed < self.size:
+            if self.frontier <= self.hashed:
+                await self._moved.wait()
+                self._moved = anyio.Event()
+                continue
+            await anyio.to_thread.run_sync(self._hash_upto, self.frontier)
 
     def finish(self) -> Digest:
-        """Flush to stable storage (the rename that follows must not publish a hole) and close."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        """Hash what is left, flush to stable storage (the rename that follows must not
+        publish a hole) and close (blocking)."""
+        self._hash_upto(self.size)
+        os.fsync(self._fd)
+        self._close()
         return Digest(self._algorithm, self._hasher.digest())
 
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
     def discard(self) -> None:
-        self._file.close()
+        self._close()
         self.path.unlink(missing_ok=True)
-
-
-def first_error(error: BaseException) -> BaseException:
-    """The one real error inside a task group's exception group (cancellations aside)."""
-    while isinstance(error, BaseExceptionGroup):
-        cancelled = anyio.get_cancelled_exc_class()
-        inner = [e for e in error.exceptions if not isinstance(e, cancelled)] or list(
-            error.exceptions)
-        error = inner[0]
-    return error
-
-
-@asynccontextmanager
-async def feeding(target: HashingFile) -> AsyncIterator[
-        Callable[[list[bytes]], Awaitable[None]]]:
-    """Yield ``feed(parts)``: queue parts for the writer thread; on exit wait until all are written.
-
-    Errors from either side come out as themselves, not as an exception group.
-    """
-    send: ObjectSendStream[list[bytes]]
-    send, receive = anyio.create_memory_object_stream[list[bytes]](2)
-
-    async def writer() -> None:
-        async with receive:
-            async for parts in receive:
-                await anyio.to_thread.run_sync(target.write_parts, parts)
-
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(writer)
-            async with send:
-                yield send.send
-    except BaseExceptionGroup as group_error:
-        raise first_error(group_error) from None

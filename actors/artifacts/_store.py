@@ -41,7 +41,7 @@ from ._errors import ArtifactSpecError, DigestMismatch
 from ._local import copy_hashing, local_source
 from ._progress import ProgressCallback, RateMeter
 from ._s3_rules import Counters, S3Settings, check_bucket_name, split_s3_uri
-from ._sink import HashingFile, feeding
+from ._sink import PartFile
 from ._spec import ArtifactSpec, FetchedArtifacts, FetchStatistics, Unarchive
 from ._unzip import UnarchiveLimits, extract_zip, folder_mode, force_rmtree, make_read_only
 
@@ -329,11 +329,10 @@ class ArtifactStore:
         bucket, key = split_s3_uri(spec.uri)
         s3 = await self._source()
         info = await s3.check(bucket, key, spec.uri, job.counters)
-        target = await anyio.to_thread.run_sync(HashingFile, part, algorithm)
+        target = await anyio.to_thread.run_sync(PartFile, part, algorithm, info.size, spec.uri)
         try:
             meter = RateMeter(job.component, spec.uri, info.size, progress)
-            async with feeding(target) as feed:
-                await s3.download(bucket, key, spec.uri, info, feed, meter, job.counters)
+            await s3.download(bucket, key, spec.uri, info, target, meter, job.counters)
             digest = await anyio.to_thread.run_sync(target.finish)
             meter.finish()
             return digest

@@ -260,3 +260,188 @@ def files_under(root: Path) -> list[Path]:
 def dead_endpoint() -> str:
     """An endpoint where nothing listens: any request to it fails."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# ---------------------------------------------------------------- a faulty proxy
+
+
+@dataclass
+class Faults:
+    """What the proxy does to the requests for one object (``methods`` of them)."""
+
+    methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    pass_first: int = 0
+    """Requests let through untouched before the faults below start."""
+    throttle: float = 0
+    """Requests answered 503 SlowDown (``inf``: every one)."""
+    cut: int = 0
+    """GET answers whose connection is closed after ``cut_after`` body bytes."""
+    cut_after: int = 0
+    ignore_range: bool = False
+    """Answer a GET with the whole object (200), as a server without range support would."""
+
+
+class FaultyProxy:
+    """A real HTTP reverse proxy on 127.0.0.1 in front of an S3 server, injecting faults
+    per object: S3's throttling error (HTTP 503 ``SlowDown`` with S3's XML body),
+    connections closed in the middle of a body, and ranges ignored. Everything else
+    passes through, bodies streamed.
+
+    The ``Host`` header is forwarded unchanged, so signatures made for the proxy's
+    address still verify upstream. (A request without its signed Range header would not:
+    the whole object a server without range support would send is fetched by the proxy
+    itself, with ``admin``'s credentials.)
+    """
+
+    SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                 b"<Message>Please reduce your request rate.</Message>"
+                 b"<RequestId>THROTTLED</RequestId><HostId>proxy</HostId></Error>")
+
+    def __init__(self, upstream: S3Server) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream.endpoint)
+        admin = upstream.client()
+        proxy = self
+        self._lock = threading.Lock()
+        self._faults: dict[str, Faults] = {}
+        self.throttled: dict[str, int] = {}
+        self.cut: dict[str, int] = {}
+        self.ranges: dict[str, list[str]] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _throttled(self) -> None:
+                self.send_response(503, "Slow Down")
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(proxy.SLOW_DOWN)))
+                self.send_header("x-amz-request-id", "THROTTLED")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(proxy.SLOW_DOWN)
+
+            def _relay(self) -> None:
+                path = self.path.split("?", 1)[0]
+                action, faults = proxy._decide(self.command, path,
+                                               self.headers.get("Range", ""))
+                if action == "throttle":
+                    self._throttled()
+                    return
+                if self.command == "GET" and faults is not None and faults.ignore_range:
+                    self._whole(path, faults.cut_after if action == "cut" else -1)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                request_body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "keep-alive")}
+                upstream_connection = http.client.HTTPConnection(
+                    target.hostname, target.port, timeout=60)
+                try:
+                    upstream_connection.request(self.command, self.path, request_body, headers)
+                    response = upstream_connection.getresponse()
+                    payload = None
+                    if response.getheader("Content-Length") is None:
+                        payload = response.read()
+                    self.send_response(response.status, response.reason)
+                    for name, value in response.getheaders():
+                        if name.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                                "content-length", "server", "date"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(
+                        len(payload) if payload is not None else response.getheader(
+                            "Content-Length")))
+                    self.end_headers()
+                    if self.command == "HEAD":
+                        return
+                    if payload is not None:
+                        self.wfile.write(payload)
+                        return
+                    self._body(response, faults.cut_after if action == "cut" and faults else -1)
+                finally:
+                    upstream_connection.close()
+
+            def _whole(self, path: str, cut_after: int) -> None:
+                bucket, _slash, key = path.lstrip("/").partition("/")
+                answer = admin.get_object(Bucket=bucket, Key=key)
+                self.send_response(200, "OK")
+                for name in ("ETag", "Content-Length", "Content-Type", "Last-Modified"):
+                    self.send_header(name, str(answer["ResponseMetadata"]["HTTPHeaders"][
+                        name.lower()]))
+                self.end_headers()
+                self._body(answer["Body"], cut_after)
+
+            def _body(self, source: Any, cut_after: int) -> None:
+                """Stream the body; with ``cut_after`` >= 0, close the connection after that
+                many bytes, as a crashing server or a broken network would."""
+                left = cut_after
+                while block := source.read(1 << 16):
+                    if left >= 0 and len(block) >= left:
+                        self.wfile.write(block[:left])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    left -= len(block) if left >= 0 else 0
+                    self.wfile.write(block)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def inject(self, bucket: str, key: str, faults: Faults) -> None:
+        """From now on, treat the requests for ``bucket/key`` as ``faults`` says."""
+        path = f"/{bucket}/{key}"
+        with self._lock:
+            self._faults[path] = faults
+            self.throttled[path] = self.cut[path] = 0
+            self.ranges[path] = []
+
+    def throttle(self, bucket: str, key: str, times: float = float("inf"),
+                 methods: tuple[str, ...] = ("GET", "HEAD"), pass_first: int = 0) -> None:
+        """Answer ``times`` requests (of ``methods``) for the object with SlowDown."""
+        self.inject(bucket, key, Faults(frozenset(methods), pass_first, throttle=times))
+
+    def _decide(self, method: str, path: str, range_header: str) -> tuple[str, Faults | None]:
+        with self._lock:
+            faults = self._faults.get(path)
+            if faults is None or method not in faults.methods:
+                return "pass", faults
+            if method == "GET":
+                self.ranges[path].append(range_header)
+            if faults.pass_first > 0:
+                faults.pass_first -= 1
+                return "pass", faults
+            if faults.throttle > 0:
+                faults.throttle -= 1
+                self.throttled[path] += 1
+                return "throttle", faults
+            if method == "GET" and faults.cut > 0:
+                faults.cut -= 1
+                self.cut[path] += 1
+                return "cut", faults
+            return "pass", faults
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def faulty(moto: S3Server) -> Iterator[tuple[FaultyProxy, S3Server]]:
+    """A faulty proxy in front of moto, and the S3 server as clients see it through it."""
+    proxy = FaultyProxy(moto)
+    try:
+        yield proxy, S3Server(proxy.endpoint, moto.admin, moto.no_read, "moto via proxy")
+    finally:
+        proxy.close()
