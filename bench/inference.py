@@ -179,12 +179,14 @@ def _case(stage: _Stage, settings: Settings) -> Case:
             Comparison("batched", "bare", ("rate",)),
             Comparison("pipelined", "sample", ("rate",)),
         ),
-        samples=settings.pick(5, 1),
+        samples=settings.pick(9, 1),
         warmup=settings.pick(1, 0),
         params={"frames": 4, "timed images per sample": count,
                 "component defaults": "ModelRuns 2, ThreadsPerRun 1, ThreadsAlone 0, "
                                       "MaxBatchSize 1"},
-        notes=("Each sample is a fresh interpreter; the deployment, the model load and a "
+        notes=("Nine samples, interleaved: on a shared 2-core machine single runs of this "
+               "case moved by 10-15%. "
+               "Each sample is a fresh interpreter; the deployment, the model load and a "
                "warm-up pass are not timed; RSS is the whole process's peak (the component's "
                "includes the runtime: supervisor tree, IPC server, deployment state).",),
     )
