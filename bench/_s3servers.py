@@ -144,24 +144,46 @@ class SeaweedFS(S3Server):
         binary = weed_binary()
         if binary is None:
             raise RuntimeError("weed is not installed")
-        config = {"identities": [{
-            "name": "bench", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}]}]}
-        (self.folder / "s3.json").write_text(json.dumps(config))
-        (self.folder / "data").mkdir()
-        ports = {name: free_port() for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")}
+        ports = {name: free_port() for name in WEED_PORTS if name != "s3.port"}
         ports["s3.port"] = self.port
-        args = [str(binary), "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false",
-                "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-s3.config={self.folder / 's3.json'}",
-                f"-filer.localSocket={self.folder / 'filer.sock'}",
-                f"-s3.localSocket={self.folder / 's3.sock'}",
-                *(f"-{name}={port}" for name, port in ports.items())]
-        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        identity = weed_identity("bench", ["Admin", "Read", "Write", "List", "Tagging"],
+                                 self.access_key, self.secret_key)
+        return weed_mini(binary, self.folder, ports, [identity],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+#: The ports ``weed mini`` listens on; :func:`weed_mini` sets every one.
+WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+              "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
+              "admin.port.grpc")
+
+
+def weed_identity(name: str, actions: list[str], access_key: str, secret_key: str
+                  ) -> dict[str, Any]:
+    """One entry of SeaweedFS's S3 identities file."""
+    return {"name": name, "actions": actions,
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}]}
+
+
+def weed_mini(binary: Path, folder: Path, ports: dict[str, int],
+              identities: list[dict[str, Any]], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start ``weed mini`` on 127.0.0.1 with its data, identities and sockets in ``folder``.
+
+    Every port in :data:`WEED_PORTS` comes from ``ports`` (it binds 0.0.0.0 and
+    picks fixed ports otherwise); telemetry, WebDAV and the admin UI are off. The
+    process gets its own session, so its whole group can be signalled. Starting
+    again on the same folder and ports keeps the objects.
+    """
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "s3.json").write_text(json.dumps({"identities": identities}))
+    args = [str(binary), "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false",
+            "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={folder / 's3.json'}",
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            f"-s3.localSocket={folder / 's3.sock'}",
+            *(f"-{name}={ports[name]}" for name in WEED_PORTS)]
+    return subprocess.Popen(args, start_new_session=True, **popen)
 
 
 def _stop(process: subprocess.Popen[bytes], folder: Path) -> None:

