@@ -172,10 +172,13 @@ class Pipeline:
             raise
         finally:
             self._run_slots.release()
-        self._runs += 1
-        self._images += 1
-        self._largest = max(self._largest, 1)
+        self._ran(1)
         return results[0]
+
+    def _ran(self, images: int) -> None:
+        self._runs += 1
+        self._images += images
+        self._largest = max(self._largest, images)
 
     def _prepare_and_run(self, image: str | Path | bytes | np.ndarray) -> list[list[Prediction]]:
         return self.alone.classify_batch(self.alone.prepare(image)[None])
@@ -225,9 +228,7 @@ class Pipeline:
             return
         finally:
             self._run_slots.release()
-        self._runs += 1
-        self._images += len(batch)
-        self._largest = max(self._largest, len(batch))
+        self._ran(len(batch))
         for request, predictions in zip(batch, results, strict=True):
             request.predictions = predictions
             request.done.set()
