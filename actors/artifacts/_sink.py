@@ -14,6 +14,9 @@ never on the event loop.
 The file is preallocated to the object's size (``posix_fallocate``): a disk
 too small fails at once, before any byte is fetched, and ext4 writes into
 preallocated blocks many times faster than it allocates them on the way.
+Written bytes are sent to disk as they come (``sync_file_range``), and once
+hashed and on disk all but the last :data:`CACHE_WINDOW` of them leave the page
+cache: a download holds a bounded amount of page cache whatever its size.
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ WRITEBACK_EVERY = 8 << 20
 HASH_BLOCK = 1 << 20
 """Bytes read back and hashed per worker-thread call."""
 
+CACHE_WINDOW = 32 << 20
+"""Bytes of a download in progress kept in the page cache once written to disk and hashed."""
+
+_SYNC_FILE_RANGE_WAIT_BEFORE = 1
 _SYNC_FILE_RANGE_WRITE = 2
+_SYNC_FILE_RANGE_WAIT_AFTER = 4
+_SYNC_FILE_RANGE_DURABLE = (
+    _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER)
+_fadvise = getattr(os, "posix_fadvise", None)
+_FOLIO_MAX = 2 << 20
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -79,6 +91,8 @@ class PartFile:
             self.discard()
             raise
         self.hashed = 0
+        self._released = 0
+        self._release_lock = threading.Lock()
         self._hash_lock = threading.Lock()
         self._buffer = bytearray(HASH_BLOCK)
         self._unsynced = 0
@@ -137,7 +151,36 @@ class PartFile:
             # stall the pipeline), so the final fsync has only the tail left to wait for.
             _start_writeback(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
             self._unsynced = 0
+        self._release_behind()
         return written
+
+    def _release_behind(self) -> None:
+        """Let go of the page cache behind the hashed bytes, keeping :data:`CACHE_WINDOW`.
+
+        Waits for those pages to be on disk (they were sent there as they were written;
+        a disk slower than the network slows the download here, as the final fsync
+        would), then drops them. So a download of any size holds a bounded amount of
+        page cache and reuses the same pages all along, instead of pushing out what the
+        device had cached (a 1 GiB model on a 1 GiB board) or, in a virtual machine
+        that hands free memory back to its host, faulting in fresh host memory page by
+        page (3 s per GiB on this project's 2-core microVM: a 1 GiB download went from
+        ~230 to ~340 MB/s). Files are read back from disk afterwards, once.
+        """
+        if _start_writeback is None or _fadvise is None:
+            return
+        if self.hashed - self._released < 2 * CACHE_WINDOW or not self._release_lock.acquire(
+                blocking=False):
+            return
+        try:
+            # Whole folios: the kernel keeps one the range only partly covers, and page
+            # cache folios (up to 2 MiB, aligned to their size) would be left behind.
+            start, end = self._released, (self.hashed - CACHE_WINDOW) & ~(_FOLIO_MAX - 1)
+            if end > start:
+                _start_writeback(self._fd, start, end - start, _SYNC_FILE_RANGE_DURABLE)
+                _fadvise(self._fd, start, end - start, os.POSIX_FADV_DONTNEED)
+                self._released = end
+        finally:
+            self._release_lock.release()
 
     def wrote(self, offset: int, length: int) -> None:
         """Record (on the event loop) that ``[offset, offset + length)`` is on file."""
@@ -154,6 +197,7 @@ class PartFile:
     def _hash_upto(self, end: int) -> None:
         with self._hash_lock:
             self._read_back(end)
+        self._release_behind()
 
     def _read_back(self, end: int) -> None:
         # One reused buffer: a fresh bytes per block, allocated in whichever worker thread
