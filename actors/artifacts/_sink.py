@@ -79,14 +79,15 @@ class PartFile:
     threads; :meth:`wrote` and :meth:`hash_behind` are for the event loop.
     """
 
-    def __init__(self, path: Path, algorithm: str, size: int, uri: str) -> None:
+    def __init__(self, path: Path, algorithm: str, size: int, where: str) -> None:
         self.path = path
         self.size = size
         self._algorithm = algorithm
         self._hasher = hashlib.new(algorithm)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._closed = False
         try:
-            self._preallocate(uri)
+            self._preallocate(where)
         except BaseException:
             self.discard()
             raise
@@ -100,9 +101,8 @@ class PartFile:
         self._runs: dict[int, int] = {}
         self.frontier = 0
         self._moved = anyio.Event()
-        self._closed = False
 
-    def _preallocate(self, uri: str) -> None:
+    def _preallocate(self, where: str) -> None:
         if self.size <= 0 or not hasattr(os, "posix_fallocate"):
             return
         try:
@@ -110,8 +110,8 @@ class PartFile:
         except OSError as error:
             if error.errno == errno.ENOSPC:
                 raise ArtifactDiskFull(
-                    f"{uri}: not enough free disk space for its {self.size} bytes under "
-                    f"{self.path.parent}; free some space (or remove unused components) and "
+                    f"artifact {where}: not enough free disk space for its {self.size} bytes "
+                    f"under {self.path.parent}; free some space (or remove unused components) and "
                     "deploy again") from None
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise

@@ -21,6 +21,7 @@ verified; after a failure nothing it made is left in the store.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ import orjson
 
 from . import _spec
 from ._digest import Digest, hash_name, parse_digest
-from ._errors import ArtifactSpecError, DigestMismatch
+from ._errors import ArtifactDiskFull, ArtifactSpecError, DigestMismatch
 from ._local import copy_hashing, local_source
 from ._progress import ProgressCallback, RateMeter
 from ._s3_rules import Counters, S3Settings, check_bucket_name, split_s3_uri
@@ -238,13 +239,27 @@ class ArtifactStore:
                        progress: ProgressCallback | None) -> None:
         spec = item.spec
         mode = spec.permission.mode
-        blob = await self._blob(job, item, mode, progress)
-        installed = staging / "artifacts" / spec.filename
-        await anyio.to_thread.run_sync(_link_or_copy, blob, installed)
-        if spec.unarchive is Unarchive.ZIP:
-            await anyio.to_thread.run_sync(
-                extract_zip, blob, staging / "unarchived" / spec.archive_folder, mode,
-                self.limits, f"{spec.uri} of {job.component} {job.version}")
+        where = f"{spec.uri} of {job.component} {job.version}"
+        stage = "fetched" if item.local is None else "copied"
+        try:
+            blob = await self._blob(job, item, mode, progress)
+            stage = "installed"
+            installed = staging / "artifacts" / spec.filename
+            await anyio.to_thread.run_sync(_link_or_copy, blob, installed)
+            if spec.unarchive is Unarchive.ZIP:
+                stage = "unpacked"
+                await anyio.to_thread.run_sync(
+                    extract_zip, blob, staging / "unarchived" / spec.archive_folder, mode,
+                    self.limits, where)
+        except ArtifactDiskFull:
+            raise
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ArtifactDiskFull(
+                f"artifact {where}: the disk under {self.root} filled up while it was {stage} "
+                f"({error.strerror}); nothing of this deployment's artifacts was kept: free "
+                "some space (or remove unused components) and deploy again") from error
 
     async def _blob(self, job: _Fetch, item: _Planned, mode: int,
                     progress: ProgressCallback | None) -> Path:
@@ -329,7 +344,8 @@ class ArtifactStore:
         bucket, key = split_s3_uri(spec.uri)
         s3 = await self._source()
         info = await s3.check(bucket, key, spec.uri, job.counters)
-        target = await anyio.to_thread.run_sync(PartFile, part, algorithm, info.size, spec.uri)
+        target = await anyio.to_thread.run_sync(
+            PartFile, part, algorithm, info.size, f"{spec.uri} of {job.component} {job.version}")
         try:
             meter = RateMeter(job.component, spec.uri, info.size, progress)
             await s3.download(bucket, key, spec.uri, info, target, meter, job.counters)
