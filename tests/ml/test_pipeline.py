@@ -68,6 +68,27 @@ async def test_concurrent_requests_share_batches_and_get_their_own_answers(
     assert 1 < stats.largest_batch <= 4 and stats.runs < 16
 
 
+async def test_the_all_cores_session_runs_only_requests_that_are_alone(
+        mobilenet: ModelManifest, chelsea: Path) -> None:
+    # One request at a time: each is prepared and run on the session with every core.
+    # Under load: the single-threaded runs side by side, never the all-cores session
+    # beside them (it would fight them and the decoding for the cores).
+    shared = await open_classifier(mobilenet, options=RunnerOptions(threads=1, concurrency=2))
+    alone = await open_classifier(mobilenet, options=RunnerOptions(threads=0))
+    image = chelsea.read_bytes()  # noqa: ASYNC240
+    async with Pipeline(shared, PipelineOptions(runs=2), alone=alone) as pipeline:
+        for _ in range(3):
+            await pipeline.classify(image)
+        assert (alone.runner.statistics().runs, shared.runner.statistics().runs) == (3, 0)
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(pipeline.classify, image)
+        # Only the first of the twelve found nothing else under way.
+        assert alone.runner.statistics().runs == 4
+        assert shared.runner.statistics().runs == 11
+        assert pipeline.statistics().images == 15
+
+
 async def test_a_bad_image_fails_only_its_own_request(mobilenet: ModelManifest,
                                                       chelsea: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"

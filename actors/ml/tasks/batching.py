@@ -108,7 +108,7 @@ class Pipeline:
         self._send: MemoryObjectSendStream[_Request] | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._images = self._runs = self._largest = self._failures = 0
-        self._preparing = 0
+        self._active = 0  # classify() calls under way
 
     async def __aenter__(self) -> Pipeline:
         send, receive = anyio.create_memory_object_stream[_Request](self.options.max_queue)
@@ -138,25 +138,29 @@ class Pipeline:
         send = self._send
         if send is None:
             raise PipelineClosed("the pipeline is not running: use it inside `async with`")
-        if self._preparing == 0 and send.statistics().current_buffer_used == 0:
-            try:
-                self._run_slots.acquire_nowait()
-            except anyio.WouldBlock:
-                pass
-            else:
-                return await self._alone(image)
-        self._preparing += 1
+        # Alone only when no other request is anywhere in the pipeline (preparing, queued
+        # or running): a two-thread run beside other runs and decodes would fight them for
+        # the cores.
+        alone = self._active == 0
+        self._active += 1
         try:
+            if alone:
+                try:
+                    self._run_slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    pass
+                else:
+                    return await self._alone(image)
             tensor = await anyio.to_thread.run_sync(self.classifier.prepare, image,
                                                     limiter=self._prepare)
+            request = _Request(tensor)
+            try:
+                await send.send(request)
+            except anyio.ClosedResourceError:
+                raise PipelineClosed("the pipeline stopped before this image ran") from None
+            await request.done.wait()
         finally:
-            self._preparing -= 1
-        request = _Request(tensor)
-        try:
-            await send.send(request)
-        except anyio.ClosedResourceError:
-            raise PipelineClosed("the pipeline stopped before this image ran") from None
-        await request.done.wait()
+            self._active -= 1
         if request.error is not None:
             raise request.error
         return request.predictions
