@@ -4,8 +4,9 @@ Ours is ``edge.ImageClassification.ONNX`` deployed from ``recipes/`` by a
 :class:`~actors.nucleus.Nucleus` (runtime, model and inference components,
 artifacts staged locally), asked to classify camera frames with ``Infer``
 requests over the actor messaging API: one request at a time (sequential), and
-eight in flight (pipelined: decoding overlaps model runs, and requests that
-queue while the model is busy share a run). The peer is the bare loop a
+eight in flight (pipelined: two worker threads each decode an image and run it
+through the model, so decoding overlaps model runs; batched: the same with up
+to four queued images per run). The peer is the bare loop a
 developer would write around the same runtime and the same model file: for
 each frame, the same preparation (:meth:`Classifier.prepare`), ONNX Runtime
 with its default threads, top-5. The baseline is the Greengrass sample's way

@@ -18,9 +18,10 @@ and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
   CLI (``edge-actors infer``) or ``Nucleus.ask``;
 - ``Runtime`` (onnxruntime, dlr), ``TopK``, ``ScoreThreshold`` choose the runner
   and the results; how classification uses the machine (see
-  :mod:`actors.ml.tasks.batching`): ``ModelRuns`` model runs at once (default
-  2), each with ``ThreadsPerRun`` threads (default 1), while other images
-  decode; a request that finds nothing else in flight runs on a second session
+  :mod:`actors.ml.tasks.batching`): ``ModelRuns`` worker threads (default 2),
+  each decoding its image and running it with ``ThreadsPerRun`` threads
+  (default 1), so one image decodes while another runs; a request that finds
+  nothing else in flight runs on a second session
   with ``ThreadsAlone`` threads (default 0: one per core; set it equal to
   ThreadsPerRun to save that session's memory, about 24 MiB for MobileNetV2);
   ``MaxBatchSize`` (default 1) lets the requests that queue while the model is
@@ -383,8 +384,7 @@ async def classification(ctx: ComponentContext) -> None:
             # A second session of the same model for requests that run alone.
             alone = await open_classifier(manifest, settings.runtime,
                                           RunnerOptions(threads=settings.threads_alone))
-        options = PipelineOptions(prepare_threads=2, runs=settings.runs,
-                                  max_batch=settings.max_batch)
+        options = PipelineOptions(runs=settings.runs, max_batch=settings.max_batch)
         pipeline = await stack.enter_async_context(Pipeline(classifier, options, alone=alone))
         ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   "
                    f"({settings.runtime}, {manifest.name}, {pipeline.runs} run(s) of up to "
@@ -413,7 +413,7 @@ async def classification(ctx: ComponentContext) -> None:
                 each.top_k, each.threshold = new.top_k, new.threshold
 
         return _Loaded(infer_file, infer_request,
-                       pipeline.runs * settings.max_batch + options.prepare_threads + 2, configure)
+                       2 * pipeline.runs * settings.max_batch + 2, configure)
 
     await _serve(ctx, CLASSIFICATION_TOPIC, load)
 

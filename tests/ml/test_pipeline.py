@@ -3,6 +3,7 @@ model runs, micro-batches under load, failures kept to their own request."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -115,6 +116,48 @@ async def test_a_bad_image_fails_only_its_own_request(mobilenet: ModelManifest,
     assert outcome["good again"] == good
     with pytest.raises(PipelineClosed, match="async with"):
         await pipeline.classify(chelsea)
+
+
+async def test_requests_whose_askers_gave_up_are_skipped(mobilenet: ModelManifest,
+                                                        chelsea: Path) -> None:
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1))
+    image = chelsea.read_bytes()  # noqa: ASYNC240
+    async with Pipeline(classifier) as pipeline:
+        with anyio.move_on_after(0.005):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(pipeline.classify, image)
+        # One worker: at most the image it had started when the askers left, and the
+        # next it took before seeing that, ran; the rest were dropped unprepared.
+        answer = await pipeline.classify(image)
+        assert answer[0].index in CATS
+        assert classifier.runner.statistics().runs <= 3
+        assert pipeline.statistics().failures == 0
+
+
+async def test_a_failed_body_stops_the_workers_without_running_the_queue(
+        mobilenet: ModelManifest, chelsea: Path) -> None:
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1))
+    image = chelsea.read_bytes()  # noqa: ASYNC240
+    outcomes: list[str] = []
+
+    async def one(pipeline: Pipeline) -> None:
+        try:
+            await pipeline.classify(image)
+            outcomes.append("ran")
+        except PipelineClosed:
+            outcomes.append("closed")
+
+    async with anyio.create_task_group() as waiters:  # outlive the pipeline's body
+        with pytest.raises(KeyError, match="stop"):
+            async with Pipeline(classifier, PipelineOptions(runs=1)) as pipeline:
+                for _ in range(20):
+                    waiters.start_soon(one, pipeline)
+                await anyio.sleep(0.002)
+                raise KeyError("stop")
+    assert not [t for t in threading.enumerate() if t.name.startswith("edge-actors-pipeline")]
+    assert len(outcomes) == 20 and outcomes.count("ran") <= 3, outcomes
+    assert classifier.runner.statistics().runs == outcomes.count("ran")
 
 
 async def test_an_error_in_the_body_comes_out_unwrapped(mobilenet: ModelManifest) -> None:
