@@ -78,6 +78,10 @@ class _Fetch:
     counters: Counters = field(default_factory=Counters)
     new_blobs: list[Path] = field(default_factory=list)
 
+    def where(self, spec: ArtifactSpec) -> str:
+        """How errors name an artifact of this fetch: its URI, component and version."""
+        return f"{spec.uri} of {self.component} {self.version}"
+
 
 class ArtifactStore:
     """Fetches component artifacts (S3, ``file://``, local paths) into ``root``.
@@ -239,7 +243,7 @@ class ArtifactStore:
                        progress: ProgressCallback | None) -> None:
         spec = item.spec
         mode = spec.permission.mode
-        where = f"{spec.uri} of {job.component} {job.version}"
+        where = job.where(spec)
         stage = "fetched" if item.local is None else "copied"
         try:
             blob = await self._blob(job, item, mode, progress)
@@ -305,7 +309,7 @@ class ArtifactStore:
                         progress: ProgressCallback | None) -> Path:
         """Download or copy into ``artifact-tmp/``, check the digest, publish into the cache."""
         spec = item.spec
-        where = f"{spec.uri} of {job.component} {job.version}"
+        where = job.where(spec)
         algorithm = item.digest.algorithm if item.digest else hash_name(spec.algorithm, where)
         part = self.root / TMP / f"{uuid.uuid4().hex}.part"
         await anyio.Path(part.parent).mkdir(parents=True, exist_ok=True)
@@ -345,7 +349,7 @@ class ArtifactStore:
         s3 = await self._source()
         info = await s3.check(bucket, key, spec.uri, job.counters)
         target = await anyio.to_thread.run_sync(
-            PartFile, part, algorithm, info.size, f"{spec.uri} of {job.component} {job.version}")
+            PartFile, part, algorithm, info.size, job.where(spec))
         try:
             meter = RateMeter(job.component, spec.uri, info.size, progress)
             await s3.download(bucket, key, spec.uri, info, target, meter, job.counters)
