@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+from collections.abc import Awaitable, Callable
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -247,19 +251,78 @@ async def test_later_replies_let_the_actor_take_its_next_message() -> None:
         assert (stats.failed, stats.restarts) == (0, 0)
 
 
+async def stopped_while_asked(ref: ActorRef, message: object,
+                              ready: Callable[[], Awaitable[object]]) -> object:
+    """Ask ``message``, stop the actor once ``ready()`` returned; what the asker got."""
+    outcome: list[object] = []
+
+    async def ask() -> None:
+        try:
+            outcome.append(await ref.ask(message, timeout=None))
+        except ActorStopped as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        await ready()
+        await ref.stop()
+    return outcome[0]
+
+
 async def test_a_pending_later_reply_fails_with_actor_stopped_when_the_actor_stops() -> None:
     async with ActorSystem() as system:
         ref = await system.spawn(Deferring, name="deferring")
-        outcome: list[BaseException] = []
+        outcome = await stopped_while_asked(ref, ("wait", "never"), anyio.wait_all_tasks_blocked)
+        assert isinstance(outcome, ActorStopped) and "stopped before it replied" in str(outcome)
 
-        async def ask() -> None:
-            try:
-                await ref.ask(("wait", "never"), timeout=None)
-            except ActorStopped as exc:
-                outcome.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ask)
-            await anyio.wait_all_tasks_blocked()
-            await ref.stop()
-        assert len(outcome) == 1 and "stopped before it replied" in str(outcome[0])
+class FinishingDeferrer(Actor):
+    """Replies later and ends the instance with the same message: its later reply has
+    not had a turn when the instance stops."""
+
+    async def receive(self, message: object) -> object:
+        self.finish()
+        return Later(self._reply())
+
+    async def _reply(self) -> str:
+        return "never sent"
+
+
+async def test_a_later_reply_that_never_started_fails_with_actor_stopped() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(FinishingDeferrer, name="finishing", restart="temporary")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... never awaited"
+            with pytest.raises(ActorStopped, match="stopped before it replied"):
+                await ref.ask("go", timeout=2)
+            gc.collect()
+
+
+class ShieldedDeferrer(Actor):
+    """Replies later after a shielded wait (as a handler waits for its worker thread)."""
+
+    def __init__(self, entered: anyio.Event, log: list[str]) -> None:
+        self.entered = entered
+        self.log = log
+
+    async def receive(self, message: object) -> object:
+        return Later(self._reply())
+
+    async def _reply(self) -> str:
+        with anyio.CancelScope(shield=True):
+            self.entered.set()
+            await anyio.sleep(0.05)
+            self.log.append("shielded part done")
+        await anyio.lowlevel.checkpoint()
+        self.log.append("went on after the stop")
+        return "replied"
+
+
+async def test_stopping_waits_for_the_shielded_part_of_a_later_reply() -> None:
+    entered, log = anyio.Event(), []
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: ShieldedDeferrer(entered, log), name="shielded")
+        outcome = await stopped_while_asked(ref, "go", entered.wait)
+        # The stop returned after the shielded wait, and cancelled what came next.
+        assert log == ["shielded part done"]
+        assert isinstance(outcome, ActorStopped)
