@@ -27,7 +27,10 @@ and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
   ``MaxBatchSize`` (default 1) lets the requests that queue while the model is
   busy run as one batch: it pays where a run's fixed cost dominates (an
   accelerator, a small model), not for MobileNetV2 on ONNX Runtime's CPU
-  provider, where batches of 2 and 4 measured 12% and 20% fewer images/s here.
+  provider, where batches of 2 and 4 measured 12% and 20% fewer images/s here;
+  ``InferenceNice`` (default 5, 0 to 19) lowers the inference threads (the pipeline
+  workers, the runtime's thread pool) below the runtime's event loop, so a request
+  or an IPC call is never kept waiting behind a busy one (:mod:`actors.ml._priority`).
 
 Images are classified through a pipeline, but results are published in the
 images' order. An image that cannot be decoded is reported and skipped.
@@ -50,6 +53,7 @@ import numpy as np
 
 from ..component._context import ComponentContext
 from ..kernel import ActorsError
+from ._priority import DEFAULT_NICE
 from .camera import DEFAULT_SOURCE, FrameSource, open_camera
 from .models import load_manifest
 from .requests import Infer
@@ -93,6 +97,7 @@ class Settings:
     runs: int
     threads: int
     threads_alone: int
+    nice: int
     camera: str | None  # the camera source, with UseCamera
 
     @property
@@ -100,7 +105,7 @@ class Settings:
         """What the loaded model (and the open camera) depend on: a change means
         loading it again."""
         return (self.runtime, self.max_batch, self.runs, self.threads, self.threads_alone,
-                self.camera)
+                self.nice, self.camera)
 
 
 def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
@@ -113,14 +118,19 @@ def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
         runs = int(config.get("ModelRuns", 2))
         threads = int(config.get("ThreadsPerRun", 1))
         threads_alone = int(config.get("ThreadsAlone", 0))
+        nice = int(config.get("InferenceNice", DEFAULT_NICE))
     except (TypeError, ValueError) as exc:
         raise InferenceConfigError(
             f"{ctx.name}: InferenceInterval, TopK, ScoreThreshold, MaxBatchSize, ModelRuns, "
-            f"ThreadsPerRun and ThreadsAlone must be numbers: {exc}") from None
+            f"ThreadsPerRun, ThreadsAlone and InferenceNice must be numbers: {exc}") from None
     if min(max_batch, runs) < 1 or min(threads, threads_alone) < 0:
         raise InferenceConfigError(
             f"{ctx.name}: MaxBatchSize and ModelRuns must be at least 1, ThreadsPerRun and "
             "ThreadsAlone at least 0 (0: the runtime's default, one per core)")
+    if not 0 <= nice <= 19:
+        raise InferenceConfigError(
+            f"{ctx.name}: InferenceNice must be from 0 (the event loop's priority) to 19 "
+            f"(the lowest), got {nice}")
     accelerator = str(config.get("Accelerator", "cpu")).lower()
     if accelerator not in ("cpu", "auto"):
         raise InferenceConfigError(f"{ctx.name}: Accelerator {accelerator!r} is not available "
@@ -134,7 +144,7 @@ def _settings(ctx: ComponentContext, default_topic: str) -> Settings:
                                    "a component reads the camera or watches a folder, not both")
     return Settings(str(config.get("PublishResultsOnTopic") or default_topic), interval, top_k,
                     threshold, str(config.get("Runtime") or "onnxruntime"), watch, max_batch,
-                    runs, threads, threads_alone, camera)
+                    runs, threads, threads_alone, nice, camera)
 
 
 def _model_folder(ctx: ComponentContext) -> Path:
@@ -378,13 +388,15 @@ async def classification(ctx: ComponentContext) -> None:
         manifest = await anyio.to_thread.run_sync(load_manifest, folder)
         classifier = await open_classifier(
             manifest, settings.runtime,
-            RunnerOptions(threads=settings.threads, concurrency=settings.runs))
+            RunnerOptions(threads=settings.threads, concurrency=settings.runs, nice=settings.nice))
         alone = classifier
         if settings.threads_alone != settings.threads and classifier.runner.options.concurrency > 1:
             # A second session of the same model for requests that run alone.
-            alone = await open_classifier(manifest, settings.runtime,
-                                          RunnerOptions(threads=settings.threads_alone))
-        options = PipelineOptions(runs=settings.runs, max_batch=settings.max_batch)
+            alone = await open_classifier(
+                manifest, settings.runtime,
+                RunnerOptions(threads=settings.threads_alone, nice=settings.nice))
+        options = PipelineOptions(runs=settings.runs, max_batch=settings.max_batch,
+                                  nice=settings.nice)
         pipeline = await stack.enter_async_context(Pipeline(classifier, options, alone=alone))
         ctx.output(f"{'image':<24} {'top-1 label':<36} {'score':>6}   "
                    f"({settings.runtime}, {manifest.name}, {pipeline.runs} run(s) of up to "
@@ -428,7 +440,8 @@ async def detection(ctx: ComponentContext) -> None:
         current = [settings]
         manifest = await anyio.to_thread.run_sync(load_manifest, folder)
         detector = await open_face_detector(
-            manifest, RunnerOptions(threads=settings.threads, concurrency=settings.runs))
+            manifest, RunnerOptions(threads=settings.threads, concurrency=settings.runs,
+                                    nice=settings.nice))
 
         async def detect(image: Source | bytes) -> tuple[Any, Any, dict[str, Any]]:
             s = current[0]

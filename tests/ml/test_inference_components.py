@@ -171,3 +171,28 @@ async def test_a_configuration_update_takes_effect_without_a_restart(tmp_path: P
     assert len(payload["inference-results"]) == 1
     assert "cat" in payload["inference-results"][0]["Label"]
     assert granted == "chelsea.png"  # what components read over IPC
+
+
+@pytest.mark.parametrize(("update", "message"), [
+    ({"InferenceNice": 20}, "InferenceNice must be from 0 (the event loop's priority) to 19 "
+                            "(the lowest), got 20"),
+    ({"InferenceNice": "low"}, "ThreadsAlone and InferenceNice must be numbers"),
+    ({"ModelRuns": 0}, "MaxBatchSize and ModelRuns must be at least 1"),
+    ({"Accelerator": "gpu"}, "Accelerator 'gpu' is not available here; use cpu"),
+    ({"UseCamera": "true", "WatchDirectory": "true"}, "UseCamera and WatchDirectory are both "
+                                                      "true"),
+])
+def test_settings_errors_name_the_component_and_the_key(tmp_path: Path, update: dict[str, Any],
+                                                        message: str) -> None:
+    from actors.component._context import ComponentContext
+    from actors.ml.components import InferenceConfigError, _settings
+
+    def context(configuration: dict[str, Any]) -> ComponentContext:
+        return ComponentContext(name=CLASSIFY, version="1.0.0", configuration=configuration,
+                                work=tmp_path, artifacts=tmp_path, decompressed=tmp_path,
+                                thing_name="thing")
+
+    assert _settings(context({}), "topic").nice == 5  # the inference threads' default
+    with pytest.raises(InferenceConfigError, match="^" + CLASSIFY + ": .*") as caught:
+        _settings(context(update), "topic")
+    assert message in str(caught.value)

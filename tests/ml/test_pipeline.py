@@ -170,3 +170,34 @@ async def test_an_error_in_the_body_comes_out_unwrapped(mobilenet: ModelManifest
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
         PipelineOptions(max_batch=0)
+    with pytest.raises(ValueError, match="nice must be an int >= 0"):
+        PipelineOptions(nice=-1)
+
+
+def _nice(thread_id: int) -> int:
+    """A thread's nice value: field 19 of /proc/self/task/N/stat."""
+    stat = Path(f"/proc/self/task/{thread_id}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
+def _threads() -> set[int]:
+    return {int(task.name) for task in Path("/proc/self/task").iterdir()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+async def test_inference_threads_run_below_the_event_loop(mobilenet: ModelManifest,
+                                                          chelsea: Path) -> None:
+    # The runtime's pool threads (started while loading) and the pipeline workers are
+    # lowered; the event loop's thread and anyio's worker threads are not.
+    before = _threads()
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=2, nice=3))
+    python = {t.native_id for t in threading.enumerate()}
+    pool = _threads() - before - python
+    assert pool and {_nice(t) for t in pool} == {3}  # ONNX Runtime's intra-op thread
+    async with Pipeline(classifier, PipelineOptions(nice=3)) as pipeline:
+        await pipeline.classify(chelsea.read_bytes())  # noqa: ASYNC240
+        workers = [t for t in threading.enumerate() if t.name.startswith("edge-actors-pipeline")]
+        assert workers and {_nice(t.native_id) for t in workers} == {3}  # type: ignore[arg-type]
+    assert _nice(threading.get_native_id()) == 0
+    anyio_threads = [t for t in threading.enumerate() if t.name == "AnyIO worker thread"]
+    assert anyio_threads and {_nice(t.native_id) for t in anyio_threads} == {0}  # type: ignore[arg-type]

@@ -7,10 +7,12 @@ runs it in a worker thread.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import anyio.to_thread
 
+from .._priority import call_lowered
 from ._base import Runner, RunnerOptions, RunnerStatistics, TensorInfo
 from ._errors import InferenceError, ModelLoadError, RuntimeUnavailable
 
@@ -23,7 +25,14 @@ def load_runner(path: str | Path, runtime: str = "onnxruntime",
 
     Raises RuntimeUnavailable when the runtime is not installed, ModelLoadError
     when it cannot load the model, ValueError for an unknown runtime name.
+    With ``options.nice``, loads in a thread of its own lowered by that much.
     """
+    if options is not None and options.nice > 0:
+        return call_lowered(options.nice, functools.partial(_load, path, runtime, options))
+    return _load(path, runtime, options)
+
+
+def _load(path: str | Path, runtime: str, options: RunnerOptions | None) -> Runner:
     if runtime == "onnxruntime":
         from .ort import OnnxRunner
 

@@ -47,10 +47,13 @@ class RunnerOptions:
 
     ``threads``: threads one model run may use (0: the runtime's default).
     ``concurrency``: how many runs may overlap in worker threads.
+    ``nice``: how far below the loading thread's priority the threads the runtime
+    starts while loading (its thread pool) run; see :mod:`actors.ml._priority`.
     """
 
     threads: int = 0
     concurrency: int = 1
+    nice: int = 0
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import anyio.to_thread
 import numpy as np
 
 from ...errors import ActorsError
+from .._priority import lower_this_thread
 from .classification import Classifier, Prediction
 
 Image = str | Path | bytes | np.ndarray
@@ -62,16 +63,21 @@ class PipelineOptions:
     ``runs``: worker threads, so images prepared and model runs at once; at most the
     runner's ``concurrency`` (DLR: 1).
     ``max_batch``: images one run takes at most (1: no batching).
+    ``nice``: how far below the event loop's priority the workers run (0: the same;
+    see :mod:`actors.ml._priority`).
     """
 
     runs: int = 1
     max_batch: int = 1
+    nice: int = 0
 
     def __post_init__(self) -> None:
         for name in ("runs", "max_batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PipelineOptions.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.nice, int) or isinstance(self.nice, bool) or self.nice < 0:
+            raise ValueError(f"PipelineOptions.nice must be an int >= 0, got {self.nice!r}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class Pipeline:
     def _work(self) -> None:
         """One worker: take an image (and, for a batch, what else is queued), prepare,
         run, hand the answers to the event loop; until its stop mark."""
+        lower_this_thread(self.options.nice)
         while True:
             first = self._queue.get()
             if first is None:
