@@ -30,7 +30,7 @@ and ``aws.greengrass.DLRObjectDetection``): ``ImageDirectory``, ``ImageName``,
   provider, where batches of 2 and 4 measured 12% and 20% fewer images/s here;
   ``InferenceNice`` (default 5, 0 to 19) lowers the inference threads (the pipeline
   workers, the runtime's thread pool) below the runtime's event loop, so a request
-  or an IPC call is never kept waiting behind a busy one (:mod:`actors.ml._priority`).
+  or an IPC call is not kept waiting behind a busy one (:mod:`actors.ml._priority`).
 
 Images are classified through a pipeline, but results are published in the
 images' order. An image that cannot be decoded is reported and skipped.
