@@ -492,10 +492,18 @@ class ComponentActor(Actor):
             self._context.reconfigure(self._resolved(message.configuration))
             return True
         # Requests overlap (each replies when its handler returns); a failed
-        # request fails its asker, not the component.
+        # request fails its asker, not the component. A serving component's handler
+        # is the later reply itself (no coroutine around it on each request's path).
+        context = self._context
+        if context is not None and context.handler is not None:
+            try:
+                return Later(context.handler(message))
+            except Exception:  # not an async function after all: fail in _request, to the asker
+                pass
         return Later(self._request(message))
 
     async def _request(self, message: Any) -> Any:
+        """A request that came before ``ctx.serve()`` (or to a component that serves none)."""
         context = self._context
         if context is not None and context.handler is None:
             with anyio.move_on_after(SERVE_GRACE):

@@ -65,23 +65,6 @@ class Later:
         self.awaitable = awaitable
 
 
-async def _reply_later(name: str, later: Later, reply: asyncio.Future[Any] | None) -> None:
-    try:
-        result = await later.awaitable
-    except anyio.get_cancelled_exc_class():
-        if reply is not None and not reply.done():
-            reply.set_exception(ActorStopped(f"actor {name} stopped before it replied"))
-        raise
-    except Exception as exc:
-        if reply is None:
-            log.warning("actor %s: a later reply to a tell failed: %s", name, exc)
-        elif not reply.done():
-            reply.set_exception(exc)
-        return
-    if reply is not None and not reply.done():
-        reply.set_result(result)
-
-
 class _Laters:
     """The :class:`Later` coroutines of one instance, each in an asyncio task of its own.
 
@@ -107,24 +90,39 @@ class _Laters:
     def start(self, later: Later, reply: asyncio.Future[Any] | None) -> None:
         task = asyncio.get_running_loop().create_task(self._run(later, reply))
         self._tasks.add(task)
-        # _reply_later hands every Exception to the asker; KeyboardInterrupt and
-        # SystemExit leave the event loop itself, as asyncio does with any task's.
+        # _run hands every Exception to the asker; KeyboardInterrupt and SystemExit
+        # leave the event loop itself, as asyncio does with any task's.
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, later: Later, reply: asyncio.Future[Any] | None) -> None:
+        # One frame (no helper coroutine): every resumption of this task passes through it.
         if self._closed:  # the instance stopped before this task got its first turn
             close = getattr(later.awaitable, "close", None)
             if close is not None:  # a coroutine never started: no "never awaited" warning
                 close()
-            if reply is not None and not reply.done():
-                reply.set_exception(ActorStopped(f"actor {self._name} stopped before it replied"))
+            self._stopped(reply)
             return
         with anyio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
-                await _reply_later(self._name, later, reply)
+                result = await later.awaitable
+            except anyio.get_cancelled_exc_class():
+                self._stopped(reply)
+                raise
+            except Exception as exc:
+                if reply is None:
+                    log.warning("actor %s: a later reply to a tell failed: %s", self._name, exc)
+                elif not reply.done():
+                    reply.set_exception(exc)
+                return
             finally:
                 self._scopes.discard(scope)
+        if not scope.cancelled_caught and reply is not None and not reply.done():
+            reply.set_result(result)
+
+    def _stopped(self, reply: asyncio.Future[Any] | None) -> None:
+        if reply is not None and not reply.done():
+            reply.set_exception(ActorStopped(f"actor {self._name} stopped before it replied"))
 
     async def close(self) -> None:
         """Cancel what is still running and wait until every task has ended."""

@@ -341,7 +341,7 @@ async def _serve(ctx: ComponentContext, default_topic: str,
     async def answer(message: Any) -> dict[str, Any]:
         if not isinstance(message, Infer):
             raise TypeError(f"{ctx.name} answers Infer requests, not {message!r}")
-        result = await (await current.get()).infer_request(message)
+        result = await (current.loaded or await current.get()).infer_request(message)
         return {**result, "image-name": message.name} if message.name else result
 
     ctx.serve(answer)

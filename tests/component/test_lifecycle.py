@@ -207,3 +207,29 @@ async def test_bootstrap_runs_once_per_version_install_at_every_start(tmp_path: 
     assert [line for line in lines if line.startswith("bootstrap")] == \
         ["bootstrap 1.0.0", "bootstrap 1.1.0"]
     assert lines.count("install 1.0.0") == 3  # at every start: one per runtime here
+
+
+@pytest.mark.parametrize("handler", ["async", "plain"])
+async def test_requests_reach_the_handler_and_a_failing_one_only_fails_its_asker(
+        tmp_path: Path, handler: str) -> None:
+    recipes = tmp_path / "recipes"
+    recipe(recipes, "test.Serving", config=f"Handler: {handler}\n", lifecycle="""\
+        Run:
+          Script: "false"
+          Setenv:
+            EDGE_ACTORS_IN_PROCESS: tests.component._serving:serving
+    """)
+    nucleus = Nucleus(tmp_path / "root")
+    async with nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                               merge={"test.Serving": "1.0.0"}))
+        await nucleus.wait_states(["test.Serving"], [State.RUNNING], timeout=30)
+        for message in ("one", "two"):
+            if handler == "async":
+                assert await nucleus.ask("test.Serving", message) == ("echo", message)
+            else:
+                with pytest.raises(ValueError, match=f"cannot take '{message}'"):
+                    await nucleus.ask("test.Serving", message)
+        assert nucleus.status["test.Serving"].state is State.RUNNING
+        stats = nucleus.system.lookup("test.Serving").statistics()
+        assert (stats.failed, stats.restarts) == (0, 0)  # the component itself never failed
