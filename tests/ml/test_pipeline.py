@@ -201,3 +201,28 @@ async def test_inference_threads_run_below_the_event_loop(mobilenet: ModelManife
     assert _nice(threading.get_native_id()) == 0
     anyio_threads = [t for t in threading.enumerate() if t.name == "AnyIO worker thread"]
     assert anyio_threads and {_nice(t.native_id) for t in anyio_threads} == {0}  # type: ignore[arg-type]
+
+
+async def test_requests_one_at_a_time_go_to_the_same_worker(mobilenet: ModelManifest,
+                                                            chelsea: Path) -> None:
+    # The worker idle most recently takes the next request: one at a time, always the
+    # same thread (warm); several at once, both.
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1, concurrency=2))
+    threads: list[str] = []
+    prepare = classifier.prepare
+
+    def recording(image: object, out: object = None) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return prepare(image)  # type: ignore[arg-type]
+
+    classifier.prepare = recording  # type: ignore[method-assign]
+    image = chelsea.read_bytes()  # noqa: ASYNC240
+    async with Pipeline(classifier, PipelineOptions(runs=2)) as pipeline:
+        for _ in range(6):
+            await pipeline.classify(image)
+        assert len(set(threads)) == 1
+        threads.clear()
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(pipeline.classify, image)
+        assert set(threads) == {"edge-actors-pipeline-0", "edge-actors-pipeline-1"}
