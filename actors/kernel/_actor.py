@@ -49,7 +49,9 @@ STOP = _Stop()
 
 class Later:
     """A reply that comes later: ``receive`` returns ``Later(coroutine)`` to take its
-    next message at once while ``coroutine`` runs in the instance's task group.
+    next message at once while ``coroutine`` runs in a task of the instance's.
+    ``Later(future)`` (an asyncio future, say from a worker thread's queue) needs no
+    task: the future's outcome becomes the reply, and stopping the instance cancels it.
 
     The asker gets the coroutine's result, or its exception (which does not crash
     the actor: the request failed, not the actor), or :class:`ActorStopped` when
@@ -79,15 +81,22 @@ class _Laters:
     for every task to end, as the task group did.
     """
 
-    __slots__ = ("_closed", "_name", "_scopes", "_tasks")
+    __slots__ = ("_closed", "_futures", "_name", "_scopes", "_tasks")
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._tasks: set[asyncio.Task[None]] = set()
         self._scopes: set[anyio.CancelScope] = set()
+        self._futures: dict[asyncio.Future[Any], asyncio.Future[Any] | None] = {}
         self._closed = False
 
     def start(self, later: Later, reply: asyncio.Future[Any] | None) -> None:
+        awaitable = later.awaitable
+        if isinstance(awaitable, asyncio.Future):
+            # Nothing to run: the future's outcome is the reply, copied when it is done.
+            self._futures[awaitable] = reply
+            awaitable.add_done_callback(self._settled)
+            return
         task = asyncio.get_running_loop().create_task(self._run(later, reply))
         self._tasks.add(task)
         # _run hands every Exception to the asker; KeyboardInterrupt and SystemExit
@@ -110,15 +119,27 @@ class _Laters:
                 self._stopped(reply)
                 raise
             except Exception as exc:
-                if reply is None:
-                    log.warning("actor %s: a later reply to a tell failed: %s", self._name, exc)
-                elif not reply.done():
-                    reply.set_exception(exc)
+                self._failed(reply, exc)
                 return
             finally:
                 self._scopes.discard(scope)
         if not scope.cancelled_caught and reply is not None and not reply.done():
             reply.set_result(result)
+
+    def _settled(self, future: asyncio.Future[Any]) -> None:
+        reply = self._futures.pop(future, None)
+        if future.cancelled():
+            self._stopped(reply)
+        elif (exc := future.exception()) is not None:
+            self._failed(reply, exc)
+        elif reply is not None and not reply.done():
+            reply.set_result(future.result())
+
+    def _failed(self, reply: asyncio.Future[Any] | None, exc: BaseException) -> None:
+        if reply is None:
+            log.warning("actor %s: a later reply to a tell failed: %s", self._name, exc)
+        elif not reply.done():
+            reply.set_exception(exc)
 
     def _stopped(self, reply: asyncio.Future[Any] | None) -> None:
         if reply is not None and not reply.done():
@@ -127,6 +148,10 @@ class _Laters:
     async def close(self) -> None:
         """Cancel what is still running and wait until every task has ended."""
         self._closed = True
+        futures, self._futures = self._futures, {}
+        for future, reply in futures.items():
+            future.cancel()
+            self._stopped(reply)
         for scope in self._scopes:
             scope.cancel()
         with anyio.CancelScope(shield=True):

@@ -38,6 +38,7 @@ images' order. An image that cannot be decoded is reported and skipped.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import functools
 import platform
@@ -60,6 +61,7 @@ from .requests import Infer
 from .runtimes import RunnerOptions
 from .tasks import (
     ImageError,
+    Prediction,
     classification_message,
     detection_message,
     load_image,
@@ -206,6 +208,11 @@ Source = Path | np.ndarray
 FileInference = Callable[[str, Source], Awaitable[tuple[dict[str, Any], str]]]
 
 
+def named(result: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """An Infer reply: the result message, with ``image-name`` when the request named one."""
+    return {**result, "image-name": name} if name else result
+
+
 @dataclass
 class _Loaded:
     """One loaded model as the shared loop uses it."""
@@ -338,11 +345,16 @@ async def _serve(ctx: ComponentContext, default_topic: str,
     changed."""
     current = _Current()
 
-    async def answer(message: Any) -> dict[str, Any]:
+    def answer(message: Any) -> Awaitable[dict[str, Any]]:
+        # Not a coroutine: with the model loaded, what infer_request returns (for
+        # classification the pipeline's future itself) is the reply, with no task.
         if not isinstance(message, Infer):
             raise TypeError(f"{ctx.name} answers Infer requests, not {message!r}")
-        result = await (current.loaded or await current.get()).infer_request(message)
-        return {**result, "image-name": message.name} if message.name else result
+        loaded = current.loaded
+        return loaded.infer_request(message) if loaded else when_loaded(message)
+
+    async def when_loaded(message: Infer) -> dict[str, Any]:
+        return await (await current.get()).infer_request(message)
 
     ctx.serve(answer)
     try:
@@ -416,8 +428,11 @@ async def classification(ctx: ComponentContext) -> None:
             return message(predictions), f"{name:<24} {label[:36]:<36} {score:>6}   " \
                                          f"{took:.0f} ms"
 
-        async def infer_request(request: Infer) -> dict[str, Any]:
-            return message(await pipeline.classify(request.image))
+        def reply(name: str | None, predictions: list[Prediction]) -> dict[str, Any]:
+            return named(message(predictions), name)
+
+        def infer_request(request: Infer) -> asyncio.Future[dict[str, Any]]:
+            return pipeline.submit(request.image, functools.partial(reply, request.name))
 
         def configure(new: Settings) -> None:
             current[0] = new
@@ -458,7 +473,7 @@ async def detection(ctx: ComponentContext) -> None:
             return message, f"{name:<24} {boxes}  -> {drawn}"
 
         async def infer_request(request: Infer) -> dict[str, Any]:
-            return (await detect(request.image))[2]
+            return named((await detect(request.image))[2], request.name)
 
         return _Loaded(infer_file, infer_request, settings.runs + 1,
                        lambda new: current.__setitem__(0, new))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import warnings
 from collections.abc import Awaitable, Callable
@@ -326,3 +327,53 @@ async def test_stopping_waits_for_the_shielded_part_of_a_later_reply() -> None:
         # The stop returned after the shielded wait, and cancelled what came next.
         assert log == ["shielded part done"]
         assert isinstance(outcome, ActorStopped)
+
+
+class Promising(Actor):
+    """Replies later with a bare future, settled by a later message (as a worker thread
+    settles one through the event loop)."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, asyncio.Future[object]] = {}
+
+    async def receive(self, message: tuple[str, str]) -> object:
+        verb, key = message
+        if verb == "promise":
+            future = self.futures[key] = asyncio.get_running_loop().create_future()
+            return Later(future)
+        if verb == "keep":
+            self.futures[key].set_result(f"kept {key}")
+        elif verb == "break":
+            self.futures[key].set_exception(ValueError(f"broke {key}"))
+        return verb
+
+
+async def test_a_later_future_becomes_the_reply_and_is_cancelled_when_the_actor_stops(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with ActorSystem() as system:
+        promising = Promising()
+        ref = await system.spawn(lambda: promising, name="promising")
+        replies: dict[str, object] = {}
+
+        async def ask(key: str) -> None:
+            try:
+                replies[key] = await ref.ask(("promise", key), timeout=None)
+            except Exception as exc:  # what the asker got, whatever it is
+                replies[key] = exc
+
+        async with anyio.create_task_group() as tg:
+            for key in "abc":
+                tg.start_soon(ask, key)
+            await anyio.wait_all_tasks_blocked()
+            await ref.ask(("keep", "b"))
+            await ref.ask(("break", "a"))
+            await anyio.wait_all_tasks_blocked()
+            assert replies == {"b": "kept b", "a": replies["a"]}
+            assert isinstance(replies["a"], ValueError) and str(replies["a"]) == "broke a"
+            await ref.tell(("promise", "told"))
+            await ref.ask(("break", "told"))  # a tell's failure is logged
+            await ref.stop()
+        assert isinstance(replies["c"], ActorStopped) and promising.futures["c"].cancelled()
+        stats = ref.statistics()
+        assert stats.failed == 0
+    assert "a later reply to a tell failed: broke told" in caplog.text

@@ -226,3 +226,25 @@ async def test_requests_one_at_a_time_go_to_the_same_worker(mobilenet: ModelMani
             for _ in range(8):
                 tg.start_soon(pipeline.classify, image)
         assert set(threads) == {"edge-actors-pipeline-0", "edge-actors-pipeline-1"}
+
+
+async def test_submit_returns_a_future_of_what_then_makes_of_the_predictions(
+        mobilenet: ModelManifest, chelsea: Path) -> None:
+    classifier = await open_classifier(mobilenet, options=RunnerOptions(threads=1))
+    image = chelsea.read_bytes()  # noqa: ASYNC240
+
+    def broken(predictions: list[Prediction]) -> str:
+        raise LookupError(f"no message for {len(predictions)} predictions")
+
+    async with Pipeline(classifier) as pipeline:
+        top = pipeline.submit(image, lambda predictions: predictions[0].index)
+        failing = pipeline.submit(image, broken)
+        plain = pipeline.submit(image)
+        assert await top in CATS
+        with pytest.raises(LookupError, match=r"no message for \d+ predictions"):
+            await failing
+        assert (await plain)[0].index == await top
+        stats = pipeline.statistics()
+    assert (stats.images, stats.failures) == (3, 0)  # `then` failing is not a run failing
+    with pytest.raises(PipelineClosed):
+        pipeline.submit(image)
