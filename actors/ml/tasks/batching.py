@@ -145,7 +145,7 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._abandon = False  # set when the body failed: queued images are not run
         self._images = self._runs = self._largest = self._failures = 0
-        self._active = 0  # classify() calls under way
+        self._active = 0  # requests submitted whose future is not done yet
 
     async def __aenter__(self) -> Pipeline:
         self._loop = asyncio.get_running_loop()
