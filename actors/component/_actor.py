@@ -194,6 +194,11 @@ def kill_orphans(root: Path, instance: str) -> int:
     return killed
 
 
+async def _failed(exc: Exception) -> Any:
+    """A later reply that is the error a handler raised when it was called."""
+    raise exc
+
+
 class ComponentActor(Actor):
     """Runs one component's lifecycle steps as subprocesses and reports its state."""
 
@@ -498,8 +503,8 @@ class ComponentActor(Actor):
         if context is not None and context.handler is not None:
             try:
                 return Later(context.handler(message))
-            except Exception:  # not an async function after all: fail in _request, to the asker
-                pass
+            except Exception as exc:  # not an async function after all: to the asker only
+                return Later(_failed(exc))
         return Later(self._request(message))
 
     async def _request(self, message: Any) -> Any:

@@ -8,6 +8,9 @@ import anyio
 
 from actors.component._context import ComponentContext
 
+#: The messages the plain handler was called with, in order.
+PLAIN_CALLS: list[Any] = []
+
 
 async def serving(ctx: ComponentContext) -> None:
     """Serve with an async handler, or (``Handler: plain``) a plain function that raises."""
@@ -17,6 +20,7 @@ async def serving(ctx: ComponentContext) -> None:
         return ("echo", message)
 
     def plain(message: Any) -> Any:  # not an async function: it fails when called
+        PLAIN_CALLS.append(message)
         raise ValueError(f"a plain handler cannot take {message!r}")
 
     ctx.serve(plain if ctx.configuration.get("Handler") == "plain" else echo)

@@ -13,6 +13,8 @@ from actors.deploy import DeploymentRequest, DetailedStatus
 from actors.nucleus import Nucleus
 from actors.recipe import RecipeError, load_recipe
 
+from ._serving import PLAIN_CALLS
+
 pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,6 +221,7 @@ async def test_requests_reach_the_handler_and_a_failing_one_only_fails_its_asker
           Setenv:
             EDGE_ACTORS_IN_PROCESS: tests.component._serving:serving
     """)
+    PLAIN_CALLS.clear()
     nucleus = Nucleus(tmp_path / "root")
     async with nucleus:
         await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
@@ -233,3 +236,4 @@ async def test_requests_reach_the_handler_and_a_failing_one_only_fails_its_asker
         assert nucleus.status["test.Serving"].state is State.RUNNING
         stats = nucleus.system.lookup("test.Serving").statistics()
         assert (stats.failed, stats.restarts) == (0, 0)  # the component itself never failed
+    assert PLAIN_CALLS == ([] if handler == "async" else ["one", "two"])  # once per request
