@@ -287,16 +287,17 @@ def _paired_case(stage: _Stage, settings: Settings) -> Case:
     count = settings.pick(8, 2)
     paired = _Paired(stage)
 
-    def contender(how: str, role: str, label: str) -> Contender:
-        return Contender(how if how == "bare" else "sequential", role,  # type: ignore[arg-type]
-                         lambda: {"rate": paired.rate(how, count)}, label)
+    def contender(name: str, how: str, role: str, label: str) -> Contender:
+        return Contender(name, role, lambda: {"rate": paired.rate(how, count)},  # type: ignore[arg-type]
+                         label)
 
     return Case(
         name="one image at a time, ours and the bare loop alternating in the same processes",
         metrics=(RATE,),
         contenders=(
-            contender("ours", "ours", f"{COMPONENT} deployed, Infer asks one at a time"),
-            contender("bare", "peer", "the same bare loop as above, in the same process"),
+            contender("sequential", "ours", "ours",
+                      f"{COMPONENT} deployed, Infer asks one at a time"),
+            contender("bare", "bare", "peer", "the same bare loop as above, in the same process"),
         ),
         comparisons=(Comparison("sequential", "bare", ("rate",), SEQUENTIAL),),
         samples=settings.pick(80, 2),
