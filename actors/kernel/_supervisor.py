@@ -9,7 +9,10 @@ What it does (see shared/SUPERVISION.md for the rules it follows):
   ``ChildExited`` system message (the exception never reaches the task group);
 * restarts per restart type (permanent / transient / temporary) and strategy
   (one_for_one, rest_for_one, one_for_all), stopping the affected set in
-  reverse start order (request, wait ``shutdown`` seconds, then cancel);
+  reverse start order (request, wait ``shutdown`` seconds, then cancel); under
+  one_for_one a child also restarts with each child it names in ``restart_with``
+  (an edge of the dependency graph, not the start order: Greengrass's HARD
+  dependencies);
 * the first restart after a quiet spell is immediate, consecutive ones back off
   exponentially with jitter; a failed restart counts as a restart and is retried
   through the supervisor's own mailbox, so a stop request can interleave;
@@ -76,6 +79,8 @@ class ChildSpec:
     ``factory`` makes a fresh actor on every (re)start. ``shutdown`` is the
     seconds a stop request may take before the child is cancelled, ``"brutal"``
     to cancel at once, or ``None`` to wait forever (child supervisors only).
+    ``restart_with`` names children among ``depends_on`` whose restart under
+    one_for_one takes this child along.
     """
 
     id: str
@@ -84,6 +89,7 @@ class ChildSpec:
     shutdown: float | str | None = 5.0
     kind: str = "worker"
     depends_on: tuple[str, ...] = ()
+    restart_with: tuple[str, ...] = ()
     mailbox_size: int = DEFAULT_MAILBOX_SIZE
 
     def __post_init__(self) -> None:
@@ -120,6 +126,12 @@ class ChildSpec:
             object.__setattr__(self, "depends_on", tuple(self.depends_on))
         if self.id in self.depends_on:
             raise ChildSpecError(f"{where}: depends on itself")
+        object.__setattr__(self, "restart_with", tuple(
+            (self.restart_with,) if isinstance(self.restart_with, str) else self.restart_with))
+        stray = [n for n in self.restart_with if n not in self.depends_on]
+        if stray:
+            raise ChildSpecError(f"{where}: restart_with names {', '.join(map(repr, stray))}, "
+                                 "which it does not depend on (add to depends_on)")
         if self.mailbox_size < 1:
             raise ChildSpecError(f"{where}: mailbox_size must be >= 1, got {self.mailbox_size}")
 
@@ -474,10 +486,24 @@ class Supervisor(Actor):
 
     def _affected(self, child: _Child) -> list[_Child]:
         if self.strategy is Strategy.ONE_FOR_ONE:
-            return [child]
+            return self.followers(child.spec.id, include_self=True)
         if self.strategy is Strategy.ONE_FOR_ALL:
             return list(self._children)
         return self._children[self._children.index(child):]
+
+    def followers(self, child_id: str, *, include_self: bool = False) -> list[_Child]:
+        """The children that restart with ``child_id`` through ``restart_with``
+        edges, transitively, in start order (with the child itself if asked)."""
+        found = {child_id}
+        out = []
+        for other in self._children:  # start order: dependencies come first
+            if other.spec.id == child_id:
+                if include_self:
+                    out.append(other)
+            elif any(d in found for d in other.spec.restart_with):
+                found.add(other.spec.id)
+                out.append(other)
+        return out
 
     async def _resume_restarts(self) -> None:
         while self._pending:

@@ -129,6 +129,34 @@ async def test_rest_for_one_restarts_the_dependents_of_a_crashed_child() -> None
         assert journal.of("start") == ["runtime", "app", "other"]
 
 
+async def test_one_for_one_restarts_a_child_with_what_it_restarts_with() -> None:
+    journal = Journal()
+    specs = [
+        ChildSpec("runtime", worker("runtime", journal)),
+        ChildSpec("model", worker("model", journal), depends_on="runtime",
+                  restart_with="runtime"),
+        ChildSpec("app", worker("app", journal), depends_on=("model", "runtime"),
+                  restart_with="model"),
+        ChildSpec("soft", worker("soft", journal), depends_on="runtime"),
+        ChildSpec("other", worker("other", journal)),
+    ]
+    async with ActorSystem() as system:
+        await system.spawn(lambda: Supervisor(specs, strategy=Strategy.ONE_FOR_ONE), name="sup")
+        journal.entries.clear()
+        with pytest.raises(Boom):
+            await system.lookup("runtime").ask("crash")
+        await wait_running(system, "runtime", "model", "app", "soft", "other")
+        # The edges, transitively; a dependent without the edge and an unrelated
+        # child keep running.
+        assert journal.of("stop") == ["runtime", "app", "model"]
+        assert journal.of("start") == ["runtime", "model", "app"]
+        journal.entries.clear()
+        with pytest.raises(Boom):
+            await system.lookup("app").ask("crash")
+        await wait_running(system, "app")
+        assert journal.of("start") == ["app"]
+
+
 def test_bad_child_specs_are_refused_with_the_child_named() -> None:
     def make() -> Actor:
         return Actor()
@@ -143,6 +171,8 @@ def test_bad_child_specs_are_refused_with_the_child_named() -> None:
         Supervisor([ChildSpec("a", make, depends_on="zz")])
     with pytest.raises(ChildSpecError, match="two children have the id 'a'"):
         Supervisor([ChildSpec("a", make), ChildSpec("a", make)])
+    with pytest.raises(ChildSpecError, match="restart_with names 'b', which it does not depend"):
+        ChildSpec("a", make, restart_with="b")
 
 
 async def test_a_start_failure_stops_the_started_children_in_reverse() -> None:
