@@ -152,14 +152,15 @@ def _remote(root: Path, operation: str, request: dict[str, Any] | list[dict[str,
             ) -> Any:
     """Call ``operation`` on the runtime running on ``root``, as the CLI identity (once
     per request when given a list of them, on one connection; a list of answers)."""
-    from ._operations import TOKEN_FILE
-    from .ipc import SOCKET_NAME, IpcError
+    from .ipc import IpcError
     from .ipc.client import IpcClient
     from .kernel import run
+    from .layout import Layout
 
-    socket, token_file = root / SOCKET_NAME, root / TOKEN_FILE
+    layout = Layout(root)
+    socket, token_file = layout.ipc_socket, layout.cli_token
     if not socket.exists() or not token_file.exists():
-        raise SystemExit(f"edge-actors: no runtime is running on {root} (no {SOCKET_NAME}); "
+        raise SystemExit(f"edge-actors: no runtime is running on {root} (no {socket.name}); "
                          f"start one with `edge-actors run --root {root}`")
 
     async def call() -> Any:
@@ -288,8 +289,9 @@ def _watching(args: argparse.Namespace, update: dict[str, Any]) -> dict[str, Any
 def _state(root: Path) -> dict[str, Any]:
     from .config import JsonStore
     from .deploy import empty_state
+    from .layout import Layout
 
-    state: dict[str, Any] = JsonStore(root / "state.json").load(empty_state())
+    state: dict[str, Any] = JsonStore(Layout(root).state).load(empty_state())
     return state
 
 
@@ -356,7 +358,9 @@ def _offline(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    path = args.root / "logs" / f"{args.name}.log"
+    from .layout import Layout
+
+    path = Layout(args.root).log(args.name)
     if not path.exists() and not args.follow:
         print(f"edge-actors: no log for {args.name} at {path}", file=sys.stderr)
         return 1
@@ -393,14 +397,24 @@ def _check(files: list[Path]) -> int:
     return 1 if failed else 0
 
 
+def _bench(arguments: list[str]) -> int:
+    """The benchmark harness, in a process of its own: the product never imports it."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("bench") is None:
+        print("edge-actors: the benchmark harness is not installed here; run it from a "
+              "checkout of the repository: python -m bench", file=sys.stderr)
+        return 2
+    return subprocess.run([sys.executable, "-m", "bench", *arguments]).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "bench":
-        from bench.__main__ import main as bench_main
-
-        return bench_main(args.args)
+        return _bench(args.args)
     if args.command == "recipe":
         return _check(args.files)
     if args.command in ("deployment", "component", "logs", "infer"):

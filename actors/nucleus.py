@@ -1,11 +1,15 @@
 """Nucleus: wires the rooms into one supervision tree; the embedding API.
 
     Nucleus (ActorSystem root, one_for_one)
-    ├── ipc          BrokerActor: local pub/sub, the component socket <root>/ipc.socket
-    ├── components   Supervisor, rest_for_one, children in dependency order
-    └── deployments  DeploymentActor: the queue, apply, rollback, history
+    ├── ipc            BrokerActor: local pub/sub, the component socket <root>/ipc.socket
+    ├── runtime        Supervisor, rest_for_one: a host that restarts restarts the queue
+    │   ├── components ComponentHost: the component actors, their states and identities,
+    │   │              Greengrass's restart rules (HARD dependents follow, nothing else)
+    │   └── deployments DeploymentActor: the queue, apply, rollback, history
+    └── orphan-sweeper
 
-Usable from any asyncio program::
+The nucleus builds the tree and forwards; the rooms own their data (see
+docs/ARCHITECTURE.md). Usable from any asyncio program::
 
     async with Nucleus(root) as nucleus:
         record = await nucleus.deploy(DeploymentRequest(
@@ -15,125 +19,38 @@ Usable from any asyncio program::
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import _operations
-from .artifacts import Progress, artifacts_path, decompressed_path
-from .component import (
-    INSTANCE_VARIABLE,
-    ComponentActor,
-    ComponentNotServing,
-    ComponentPaths,
-    ErrorTracker,
-    State,
-    kill_orphans,
-)
-from .deploy import (
-    PACKAGES,
-    Deployed,
-    DeploymentActor,
-    DeploymentRecord,
-    DeploymentRequest,
-    RestartComponent,
-    StopComponent,
-)
-from .ipc import (
-    ENV_SOCKET,
-    ENV_TOKEN,
-    SOCKET_NAME,
-    BrokerActor,
-    InMemoryConfiguration,
-    IpcService,
-)
-from .kernel import Actor, ActorRef, ActorsError, ActorSystem, Backoff, Strategy, Supervisor
-from .recipe import Platform, Recipe, detect_platform
+from .artifacts import Progress
+from .component import ComponentNotServing, OrphanSweeper, State, sweep
+from .deploy import DeploymentActor, DeploymentRecord, DeploymentRequest
+from .deploy._operations import register_operations as deployment_operations
+from .host import ComponentHost, ComponentStatus, ReportState, RestartComponent, StopComponent
+from .host._operations import register_operations as component_operations
+from .ipc import BrokerActor, InMemoryConfiguration, IpcService, write_cli_token
+from .kernel import ActorRef, ActorsError, ActorSystem, ChildSpec, Strategy, Supervisor
+from .layout import Layout, RootInUse, lock_root
+from .ml._operations import register_operations as inference_operations
+from .recipe import Platform, detect_platform
 
 if TYPE_CHECKING:
     from .ipc import MqttSettings
 
+__all__ = ["Nucleus", "RootInUse"]
+
 log = logging.getLogger("actors.nucleus")
 
 IPC = "ipc"
+RUNTIME = "runtime"
 COMPONENTS = "components"
 DEPLOYMENTS = "deployments"
-
-
-class _Sweeper(Actor):
-    """Sweeps for orphans again after start: a runtime killed between fork and
-    exec leaves a child that only shows its environment once it has exec'ed."""
-
-    def __init__(self, sweep: Callable[[], None]) -> None:
-        self._sweep = sweep
-
-    async def on_start(self) -> None:
-        self.task_group.start_soon(self._later)
-
-    async def _later(self) -> None:
-        for delay in (0.2, 1.0, 5.0):
-            await anyio.sleep(delay)
-            await anyio.to_thread.run_sync(self._sweep)
-
-    async def receive(self, message: Any) -> None:
-        raise TypeError(f"orphan sweeper takes no messages (got {message!r})")
-
-
-class RootInUse(ActorsError, RuntimeError):
-    """Another runtime holds the root folder's lock."""
-
-
-def _lock_root(root: Path) -> _RootLock:
-    """Hold ``<root>/.lock`` for the runtime's life: two runtimes on one root would
-    corrupt each other's state and kill each other's components as orphans.
-
-    A POSIX record lock, not flock(): it belongs to this process alone, so a child
-    caught between fork and exec when the runtime is killed does not keep it. Such
-    locks do not exclude the same process (and closing any descriptor of the file
-    drops them), so runtimes within this process are excluded by a set first."""
-    in_use = RootInUse(f"{root}: another edge-actors runtime is using this root folder; "
-                       "stop it or give another --root")
-    if root in _LOCKED:
-        raise in_use
-    handle = (root / ".lock").open("ab")
-    try:
-        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (BlockingIOError, PermissionError):
-        handle.close()
-        raise in_use from None
-    _LOCKED.add(root)
-    return _RootLock(root, handle)
-
-
-_LOCKED: set[Path] = set()
-
-
-class _RootLock:
-    def __init__(self, root: Path, handle: IO[bytes]) -> None:
-        self.root = root
-        self.handle = handle
-
-    def close(self) -> None:
-        if not self.handle.closed:
-            self.handle.close()
-            _LOCKED.discard(self.root)
-
-
-@dataclass
-class ComponentStatus:
-    name: str
-    version: str
-    state: State = State.NEW
-    reason: str = ""
-    history: list[State] = field(default_factory=list)
 
 
 class Nucleus:
@@ -144,17 +61,19 @@ class Nucleus:
                  handle_signals: bool = False, error_reset_time: float = 3600.0,
                  mqtt: MqttSettings | None = None) -> None:
         self.root = Path(root).absolute()
+        self.layout = Layout(self.root)
         self.thing_name = thing_name
         self.device: Platform = detect_platform(platform_override)
         self.system = ActorSystem("nucleus", handle_signals=handle_signals)
-        self.status: dict[str, ComponentStatus] = {}
-        self.errors = ErrorTracker(reset_time=error_reset_time)
+        self.error_reset_time = error_reset_time
+        self._host: ComponentHost | None = None
         self._changed = anyio.Event()
         self._listeners: list[Callable[[str, State, str], None]] = []
         self._output_listeners: list[Callable[[str, str], None]] = []
         self._message_listeners: list[Callable[[str, Any], None]] = []
         self._progress_listeners: list[Callable[[Progress], None]] = []
         self._deployments: ActorRef | None = None
+        self._components: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
         # The IPC operations: pub/sub with each component's accessControl, the
         # configuration components read, UpdateState.
@@ -163,15 +82,14 @@ class Nucleus:
         # PublishToIoTCore/SubscribeToIoTCore go to this broker (AWS IoT Core or any
         # MQTT broker); its client id is the thing name, its QoS 1 spool under the root.
         self.mqtt = None if mqtt is None else dataclasses.replace(
-            mqtt, thing_name=thing_name,
-            spool_dir=mqtt.spool_dir or self.root / "mqtt-spool")
+            mqtt, thing_name=thing_name, spool_dir=mqtt.spool_dir or self.layout.mqtt_spool)
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
 
     async def __aenter__(self) -> Nucleus:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_root(self.root)
-        self._sweep()
+        self._lock = lock_root(self.layout)
+        sweep(self.root, self.instance)
         try:
             await self.system.__aenter__()
         except BaseException:
@@ -179,22 +97,20 @@ class Nucleus:
             raise
         try:
             await self.system.spawn(self._broker, name=IPC, shutdown=10.0)
-            _operations.register(self)
-            _operations.write_cli_token(self)
-            components = await self.system.spawn(
-                # Per-component errors are counted by the BROKEN rule; this
-                # supervisor only gives up on a storm across all of them.
-                lambda: Supervisor(strategy=Strategy.REST_FOR_ONE, max_restarts=100,
-                                   period=60.0, backoff=Backoff(initial=0.5, maximum=30.0)),
-                name=COMPONENTS, kind="supervisor", shutdown=None)
-            self._deployments = await self.system.spawn(
-                lambda: DeploymentActor(self.root, self.device, components, self._component,
-                                        self._deployed, self._state_of,
-                                        progress=self._progress,
-                                        on_reconfigured=self._reconfigured),
-                name=DEPLOYMENTS, shutdown=60.0)
-            await self.system.spawn(lambda: _Sweeper(self._sweep), name="orphan-sweeper",
-                                    shutdown="brutal")
+            self._serve_operations()
+            write_cli_token(self.ipc, self.layout.cli_token)
+            # A host that fails takes its components down with it; the deployment
+            # queue restarts after it and starts the deployed components again.
+            await self.system.spawn(lambda: Supervisor([
+                ChildSpec(COMPONENTS, self._new_host, kind="supervisor", shutdown=None),
+                ChildSpec(DEPLOYMENTS, self._new_deployments, shutdown=60.0,
+                          depends_on=(COMPONENTS,)),
+            ], strategy=Strategy.REST_FOR_ONE, max_restarts=3, period=60.0),
+                name=RUNTIME, kind="supervisor", shutdown=None)
+            self._components = self.system.lookup(COMPONENTS)
+            self._deployments = self.system.lookup(DEPLOYMENTS)
+            await self.system.spawn(lambda: OrphanSweeper(self.root, self.instance),
+                                    name="orphan-sweeper", shutdown="brutal")
         except BaseException as exc:
             try:
                 await self.system.__aexit__(type(exc), exc, exc.__traceback__)
@@ -220,11 +136,36 @@ class Nucleus:
         # Frames up to 16 MiB: an Infer request carries a whole image.
         return BrokerActor(self.ipc, root=self.root, bridge=bridge, max_frame=16 << 20)
 
-    def _sweep(self) -> None:
-        killed = kill_orphans(self.root, self.instance)
-        if killed:
-            log.warning("killed %d component process(es) left by a previous runtime on %s",
-                        killed, self.root)
+    def _new_host(self) -> ComponentHost:
+        self._host = ComponentHost(
+            self.layout, self.ipc, self.configuration, thing_name=self.thing_name,
+            instance=self.instance, on_state=self._state, on_output=self._output,
+            publish=self.publish, error_reset_time=self.error_reset_time)
+        return self._host
+
+    def _new_deployments(self) -> DeploymentActor:
+        return DeploymentActor(self.layout, self.device, self.system.lookup(COMPONENTS),
+                               progress=self._progress, pending=self.pending)
+
+    def _serve_operations(self) -> None:
+        """The CLI's operations, served by the rooms that own their data."""
+        deployment_operations(self.ipc, submit=self.submit, history=self.history,
+                              pending=self.pending)
+        component_operations(self.ipc, layout=self.layout, configuration=self.configuration,
+                             table=lambda: self.status, control=self.control)
+        inference_operations(self.ipc, ask=self.ask)
+        # What components report and defer goes to its owners.
+        self.ipc.on_state(lambda name, state: self._tell(self._components,
+                                                         ReportState(name, state)))
+        self.ipc.on_deferral(lambda deferral: self._tell(self._deployments, deferral))
+
+    @staticmethod
+    def _tell(ref: ActorRef | None, message: Any) -> None:
+        if ref is not None and ref.alive:
+            try:
+                ref.tell_nowait(message)
+            except ActorsError as exc:
+                log.warning("could not pass on %r: %s", message, exc)
 
     # -- deployments -------------------------------------------------------
 
@@ -272,36 +213,10 @@ class Nucleus:
 
     # -- components --------------------------------------------------------
 
-    def _paths(self, recipe: Recipe) -> ComponentPaths:
-        store = self.root / PACKAGES
-        return ComponentPaths(root=self.root,
-                              artifacts=artifacts_path(store, recipe.name, recipe.version),
-                              work=self.root / "work" / recipe.name,
-                              decompressed=decompressed_path(store, recipe.name, recipe.version))
-
-    def _component(self, recipe: Recipe, configuration: Mapping[str, Any],
-                   dependencies: Mapping[str, Deployed]) -> Actor:
-        status = self.status.get(recipe.name)
-        if status is None or status.version != recipe.version:
-            self.status[recipe.name] = ComponentStatus(recipe.name, recipe.version)
-        self._reconfigured(recipe.name, configuration)
-        environment = {
-            INSTANCE_VARIABLE: self.instance,
-            ENV_TOKEN: self.ipc.register_component(recipe.name),
-            ENV_SOCKET: str(self.root / SOCKET_NAME),
-        }
-        return ComponentActor(
-            recipe, configuration, self._paths(recipe), thing_name=self.thing_name,
-            on_state=self._state, on_output=self._output, errors=self.errors,
-            environment=environment,
-            dependencies={name: (self._paths(d.recipe), d.configuration)
-                          for name, d in dependencies.items()},
-            publish=functools.partial(self.publish, component=recipe.name))
-
-    def _reconfigured(self, name: str, configuration: Mapping[str, Any]) -> None:
-        # What the component may do over IPC, and the configuration it reads there.
-        self.ipc.set_access_control(name, configuration)
-        self.configuration.set_component(name, configuration)
+    @property
+    def status(self) -> Mapping[str, ComponentStatus]:
+        """The component host's records, by name (read only)."""
+        return MappingProxyType(self._host.table if self._host is not None else {})
 
     def on_message(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(topic, payload)`` for every message published through
@@ -317,17 +232,6 @@ class Nucleus:
             await self.ipc.publish_to_topic(component, topic, payload)
         for listener in self._message_listeners:
             listener(topic, payload)
-
-    def _deployed(self, names: set[str]) -> None:
-        for name in list(self.status):
-            if name not in names:
-                del self.status[name]
-        for name in names:
-            self.errors.clear(name)  # a new deployment clears BROKEN
-
-    def _state_of(self, name: str) -> str:
-        status = self.status.get(name)
-        return str(status.state) if status else ""
 
     def on_progress(self, listener: Callable[[Progress], None]) -> None:
         """Call ``listener(report)`` as artifacts download (bytes, total, rate)."""
@@ -348,16 +252,7 @@ class Nucleus:
         """Call ``listener(component, line)`` for every line a lifecycle step prints."""
         self._output_listeners.append(listener)
 
-    def _state(self, name: str, state: State, reason: str) -> None:
-        status = self.status.get(name)
-        if status is None:
-            return
-        status.state, status.reason = state, reason
-        status.history.append(state)
-        # As Greengrass reports it; `$` topics only reach subscribers that name them.
-        self.ipc.broker.publish_nowait("$nucleus", f"$nucleus/components/{name}/state",
-                                       {"component": name, "version": status.version,
-                                        "state": str(state), "reason": reason})
+    def _state(self, name: str, version: str, state: State, reason: str) -> None:
         for listener in self._listeners:
             listener(name, state, reason)
         self._changed.set()

@@ -15,6 +15,7 @@ from ._actor import (
     kill_orphans,
 )
 from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher, RequestHandler
+from ._sweeper import OrphanSweeper, sweep
 
 __all__ = [
     "INSTANCE_VARIABLE",
@@ -26,10 +27,12 @@ __all__ = [
     "ComponentPaths",
     "EntryPointError",
     "ErrorTracker",
+    "OrphanSweeper",
     "Publisher",
     "Reconfigure",
     "RequestHandler",
     "State",
     "interpolate",
     "kill_orphans",
+    "sweep",
 ]

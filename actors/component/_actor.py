@@ -85,11 +85,7 @@ class ComponentPaths:
     artifacts: Path
     work: Path
     decompressed: Path  # {artifacts:decompressedPath}
-
-    @property
-    def log(self) -> Path:
-        return self.root / "logs" / f"{self.work.name}.log"
-
+    log: Path
 
 
 class ErrorTracker:

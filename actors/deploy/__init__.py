@@ -1,14 +1,8 @@
 """Deployments: version resolution across groups, the deployment queue, apply,
 rollback, history, and crash-safe state under the runtime's root."""
 
-from ._deployer import (
-    Deployed,
-    DeploymentActor,
-    DeploymentFailed,
-    RestartComponent,
-    StopComponent,
-    empty_state,
-)
+from ..host import Deployed, RestartComponent, StopComponent
+from ._deployer import Deferrals, DeploymentActor, DeploymentFailed, describe, empty_state
 from ._model import (
     LOCAL_GROUP,
     DeploymentRecord,
@@ -17,12 +11,12 @@ from ._model import (
     DetailedStatus,
     FailureHandling,
 )
-from ._packages import PACKAGES, PackageStore
+from ._packages import PackageStore
 from ._resolve import ResolutionError, resolve, start_order
 
 __all__ = [
     "LOCAL_GROUP",
-    "PACKAGES",
+    "Deferrals",
     "Deployed",
     "DeploymentActor",
     "DeploymentFailed",
@@ -35,6 +29,7 @@ __all__ = [
     "ResolutionError",
     "RestartComponent",
     "StopComponent",
+    "describe",
     "empty_state",
     "resolve",
     "start_order",

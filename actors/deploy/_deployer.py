@@ -10,13 +10,22 @@ Crash safety: ``state.json`` (what is deployed) and ``deployments/current.json``
 (the deployment in progress and the state before it) are written atomically.
 If the runtime dies mid-deployment, the next start finds ``current.json`` and
 rolls back to the state it holds, so nothing is ever left half-applied.
+
+The deployment actor never touches a component itself: it asks the component
+host (typed messages: start, remove, reconfigure, restart, stop, list), which
+owns the running components. A restarted deployment actor asks the host what
+runs and starts only what is missing. No failure of a deployment, whatever
+raised it (a recipe, a full disk, a bug), crashes the actor or leaves the
+deployment without a final status.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,16 +34,26 @@ import anyio
 
 from ..artifacts import (
     Access,
-    ArtifactError,
     ArtifactSpec,
     Permission,
     ProgressCallback,
     S3Settings,
     Unarchive,
 )
-from ..component import Reconfigure
 from ..config import ConfigError, JsonStore, apply_update, deep_merge
-from ..kernel import Actor, ActorRef, ActorsError, ChildSpec, Restart, start_child
+from ..host import (
+    ComponentView,
+    Deployed,
+    ListComponents,
+    ReconfigureComponent,
+    RemoveComponent,
+    RestartComponent,
+    StartComponent,
+    StopComponent,
+)
+from ..ipc import Deferral
+from ..kernel import Actor, ActorRef, ActorsError, Later
+from ..layout import Layout
 from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe_dir
 from ._model import (
     DeploymentRecord,
@@ -44,7 +63,7 @@ from ._model import (
     FailureHandling,
     now,
 )
-from ._packages import PACKAGES, PackageStore
+from ._packages import PackageStore
 from ._resolve import resolve, start_order
 
 if TYPE_CHECKING:
@@ -53,22 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("actors.deploy")
 
 HISTORY_LENGTH = 20
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """One running component: its recipe and effective configuration."""
-
-    recipe: Recipe
-    configuration: Mapping[str, Any]
-
-    def same_as(self, other: Deployed) -> bool:
-        return (self.recipe.name, self.recipe.version, self.configuration) == \
-            (other.recipe.name, other.recipe.version, other.configuration)
-
-
-# (recipe, effective configuration, its direct dependencies that are deployed) -> actor
-ComponentFactory = Callable[[Recipe, Mapping[str, Any], Mapping[str, "Deployed"]], Actor]
 
 
 def empty_state() -> dict[str, Any]:
@@ -84,17 +87,28 @@ def artifact_spec(artifact: Artifact) -> ArtifactSpec:
 
 
 @dataclass(frozen=True)
-class RestartComponent:
-    """Stop a deployed component (and its HARD dependents) and start them again."""
+class Deferrals:
+    """Replies with the DeferComponentUpdate requests components sent for a deployment."""
 
-    name: str
+    deployment_id: str
 
 
-@dataclass(frozen=True)
-class StopComponent:
-    """Stop a deployed component until it is restarted or deployed again."""
+def describe(exc: BaseException) -> str:
+    """A deployment failure's cause in words: an errno by name and meaning with the
+    file it concerns, our own errors as they are, anything else with its type."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f"{exc.filename}: " if exc.filename else ""
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{where}{os.strerror(exc.errno)} ({name})"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to be read (RecursionError)"
+    if isinstance(exc, ActorsError | ValueError | LookupError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
 
-    name: str
+
+async def _failed(exc: BaseException) -> Any:
+    raise exc
 
 
 class DeploymentFailed(ActorsError, RuntimeError):
@@ -102,30 +116,29 @@ class DeploymentFailed(ActorsError, RuntimeError):
 
 
 class DeploymentActor(Actor):
-    """Receives :class:`DeploymentRequest` messages; replies with a :class:`DeploymentRecord`."""
+    """Receives :class:`DeploymentRequest` messages; replies with a :class:`DeploymentRecord`.
 
-    def __init__(self, root: Path, device: Platform, components: ActorRef,
-                 factory: ComponentFactory, on_deployed: Callable[[set[str]], None],
-                 state_of: Callable[[str], str], s3: S3Settings | None = None,
-                 progress: ProgressCallback | None = None,
-                 on_reconfigured: Callable[[str, Mapping[str, Any]], None] | None = None
-                 ) -> None:
-        self.root = root
-        self.on_reconfigured = on_reconfigured
+    Also takes the CLI's :class:`RestartComponent` / :class:`StopComponent` (so they
+    never interleave with a deployment's changes) and passes them to the host, and
+    keeps the DeferComponentUpdate requests (:class:`~actors.ipc.Deferral`) that
+    components send, by deployment (:class:`Deferrals`)."""
+
+    def __init__(self, layout: Layout, device: Platform, host: ActorRef,
+                 s3: S3Settings | None = None, progress: ProgressCallback | None = None,
+                 pending: set[str] | None = None) -> None:
+        self.layout = layout
         self.progress = progress
         self._s3 = s3
         self._artifacts: ArtifactStore | None = None
-        self.state_of = state_of
         self.device = device
-        self.components = components
-        self.factory = factory
-        self.on_deployed = on_deployed
-        self.packages = PackageStore(root, device)
-        self.state_store = JsonStore(root / "state.json")
-        self.current = JsonStore(root / "deployments" / "current.json")
-        self.history_store = JsonStore(root / "deployments" / "history.json")
-        self.running: dict[str, Deployed] = {}
-        self.stopped: dict[str, Deployed] = {}  # by StopComponent, until restarted
+        self.host = host
+        self.packages = PackageStore(layout, device)
+        self.state_store = JsonStore(layout.state)
+        self.current = JsonStore(layout.current_deployment)
+        self.history_store = JsonStore(layout.history)
+        self.deferrals: dict[str, list[Any]] = {}
+        # Ids queued or in progress (the embedder adds them): one leaves when it ends.
+        self.pending = pending if pending is not None else set()
 
     # -- start-up ----------------------------------------------------------
 
@@ -139,16 +152,23 @@ class DeploymentActor(Actor):
         if self._artifacts is None:
             from ..artifacts import ArtifactStore
 
-            self._artifacts = ArtifactStore(self.root / PACKAGES, self._s3)
+            self._artifacts = ArtifactStore(self.layout.packages, self._s3)
         return self._artifacts
 
     async def on_start(self) -> None:
-        interrupted = await anyio.to_thread.run_sync(self.current.load)
-        if interrupted is not None:
-            await self._recover(interrupted)
-        state = await anyio.to_thread.run_sync(self.state_store.load, empty_state())
-        wanted = await anyio.to_thread.run_sync(self._deployed_from, state)
-        await self._switch({}, wanted)
+        # Whatever goes wrong here is logged, never raised: a deployment actor that
+        # cannot start would take the runtime down with it.
+        try:
+            interrupted = await anyio.to_thread.run_sync(self.current.load)
+            if interrupted is not None:
+                await self._recover(interrupted)
+            state = await anyio.to_thread.run_sync(self.state_store.load, empty_state())
+            wanted = await anyio.to_thread.run_sync(self._deployed_from, state, False)
+            # What the host already runs stays as it is (a restarted deployment actor
+            # adopts it); only what is missing starts.
+            await self._switch(wanted, keep_going=True)
+        except Exception as exc:
+            log.error("the deployed components could not all be started: %s", describe(exc))
 
     async def _recover(self, interrupted: Mapping[str, Any]) -> None:
         """Roll back a deployment the previous runtime did not finish."""
@@ -165,20 +185,27 @@ class DeploymentActor(Actor):
         await anyio.to_thread.run_sync(self._append_history, record)
         await anyio.to_thread.run_sync(self.current.remove)
 
-    def _deployed_from(self, state: Mapping[str, Any]) -> dict[str, Deployed]:
+    def _deployed_from(self, state: Mapping[str, Any], strict: bool = True
+                       ) -> dict[str, Deployed]:
+        """The components of a state, with their stored recipes. A missing recipe
+        raises (``strict``) or is logged and left out."""
         stored = self.packages.load()
         out = {}
         for name, entry in state["components"].items():
             recipe = next((r for r in stored.get(name, []) if r.version == entry["version"]),
                           None)
             if recipe is None:
-                raise RecipeError(f"{self.root / 'state.json'}: component {name} "
-                                  f"{entry['version']} is deployed but its recipe is missing "
-                                  f"from {self.packages.recipes}; deploy it again")
+                problem = RecipeError(
+                    f"{self.layout.state}: component {name} {entry['version']} is deployed "
+                    f"but its recipe is missing from {self.packages.recipes}; deploy it again")
+                if strict:
+                    raise problem
+                log.error("%s", problem)
+                continue
             out[name] = Deployed(recipe, entry["configuration"])
         return out
 
-    # -- deployments -------------------------------------------------------
+    # -- messages ----------------------------------------------------------
 
     async def receive(self, message: Any) -> Any:
         # Component restarts and stops go through this mailbox too, so they never
@@ -186,29 +213,23 @@ class DeploymentActor(Actor):
         if isinstance(message, DeploymentRequest):
             return await self._deploy(message)
         if isinstance(message, RestartComponent | StopComponent):
-            return await self._restart_or_stop(message)
+            try:
+                return await self.host.ask(message, timeout=None)
+            except ActorsError as exc:  # to the asker, not a crash of this actor
+                return Later(_failed(exc))
+        if isinstance(message, Deferrals):
+            return list(self.deferrals.get(message.deployment_id, []))
+        if isinstance(message, Deferral):
+            log.info("deployment %s: %s defers its update by %d ms (%s)", message.deployment_id,
+                     message.component, message.recheck_after_ms, message.message)
+            self.deferrals.setdefault(message.deployment_id, []).append(message)
+            return None
         raise TypeError(f"deployments: expected a DeploymentRequest, got {message!r}")
-
-    async def _restart_or_stop(self, message: RestartComponent | StopComponent) -> str:
-        deployed = self.running.get(message.name) or self.stopped.get(message.name)
-        if deployed is None:
-            raise DeploymentFailed(f"component {message.name} is not deployed")
-        if isinstance(message, StopComponent):
-            await self._stop(message.name)
-            self.stopped[message.name] = deployed
-            return "SUCCEEDED"
-        if message.name in self.stopped:
-            del self.stopped[message.name]
-            await self._start(deployed)
-            return "SUCCEEDED"
-        current = dict(self.running)
-        await self._switch(current, current, force={message.name})
-        return "SUCCEEDED"
 
     @staticmethod
     def history_at(root: Path) -> list[DeploymentRecord]:
         """The recorded deployments under a runtime root, oldest first (works offline)."""
-        store = JsonStore(root / "deployments" / "history.json")
+        store = JsonStore(Layout(root).history)
         return [DeploymentRecord.from_json(r) for r in store.load([])]
 
     def _append_history(self, record: DeploymentRecord) -> None:
@@ -217,18 +238,28 @@ class DeploymentActor(Actor):
         records.append(record.to_json())
         self.history_store.save(records[-HISTORY_LENGTH:])
 
-    async def _deploy(self, request: DeploymentRequest) -> DeploymentRecord:
+    # -- a deployment ------------------------------------------------------
+
+    async def _apply(self, request: DeploymentRequest) -> DeploymentRecord:
         created = now()
         log.info("deployment %s: IN_PROGRESS", request.deployment_id)
-        previous_state = await anyio.to_thread.run_sync(self.state_store.load, empty_state())
         try:
+            previous_state = await anyio.to_thread.run_sync(self.state_store.load,
+                                                            empty_state())
             plan = await anyio.to_thread.run_sync(self._plan, request, previous_state)
-        except (RecipeError, ConfigError, ArtifactError) as exc:
+        except Exception as exc:  # a bad recipe or configuration, an unreadable state
             return await self._finish(request, created, DetailedStatus.FAILED_NO_STATE_CHANGE,
-                                      str(exc), previous_state)
+                                      describe(exc), None)
         new_state, new_recipes = plan
-        await anyio.to_thread.run_sync(self.current.save, {
-            "request": request.to_json(), "previous": previous_state, "created": created})
+        try:
+            # Written before anything changes: a crash from here on is rolled back
+            # at the next start.
+            await anyio.to_thread.run_sync(self.current.save, {
+                "request": request.to_json(), "previous": previous_state, "created": created})
+        except Exception as exc:
+            return await self._finish(request, created, DetailedStatus.FAILED_NO_STATE_CHANGE,
+                                      f"could not record the deployment: {describe(exc)}",
+                                      previous_state)
         try:
             for recipe in new_recipes:
                 await anyio.to_thread.run_sync(self.packages.add, recipe)
@@ -245,9 +276,9 @@ class DeploymentActor(Actor):
                                            [artifact_spec(a) for a in recipe.artifacts],
                                            progress=self.progress,
                                            artifact_dir=request.artifact_dir)
-            await self._switch(self.running, stored)
+            await self._switch(stored)
         except Exception as exc:
-            cause = str(exc) if not exc.__cause__ else f"{exc.__cause__}"
+            cause = describe(exc)
             log.error("deployment %s failed: %s", request.deployment_id, cause)
             if request.failure_handling is FailureHandling.DO_NOTHING:
                 return await self._finish(request, created,
@@ -255,34 +286,57 @@ class DeploymentActor(Actor):
                                           new_state)
             try:
                 old = await anyio.to_thread.run_sync(self._deployed_from, previous_state)
-                await self._switch(self.running, old)
+                await self._switch(old)
             except Exception as rollback_exc:
                 return await self._finish(request, created,
                                           DetailedStatus.FAILED_UNABLE_TO_ROLLBACK,
-                                          f"{cause}; rollback failed too: {rollback_exc}",
-                                          previous_state)
+                                          f"{cause}; rollback failed too: "
+                                          f"{describe(rollback_exc)}", previous_state)
             return await self._finish(request, created, DetailedStatus.FAILED_ROLLBACK_COMPLETE,
                                       cause, previous_state)
         return await self._finish(request, created, DetailedStatus.SUCCESSFUL, "", new_state)
 
     async def _finish(self, request: DeploymentRequest, created: float,
-                      detailed: DetailedStatus, cause: str, state: Mapping[str, Any]
+                      detailed: DetailedStatus, cause: str, state: Mapping[str, Any] | None
                       ) -> DeploymentRecord:
+        """Record the outcome (``state`` None: nothing changed, nothing to write)."""
         status = DeploymentStatus.SUCCEEDED if detailed is DetailedStatus.SUCCESSFUL \
             else DeploymentStatus.FAILED
+        versions = {} if state is None else \
+            {n: c["version"] for n, c in state["components"].items()}
         record = DeploymentRecord(request.deployment_id, request.group, status, detailed, cause,
-                                  created, now(),
-                                  {n: c["version"] for n, c in state["components"].items()})
-        # Order matters for crash safety: the state, then the history, then the marker.
-        await anyio.to_thread.run_sync(self.state_store.save, state)
-        await anyio.to_thread.run_sync(self._append_history, record)
-        await anyio.to_thread.run_sync(self.current.remove)
-        if detailed is DetailedStatus.SUCCESSFUL:
+                                  created, now(), versions)
+        try:
+            # Order matters for crash safety: the state, then the history, then the marker.
+            if state is not None:
+                await anyio.to_thread.run_sync(self.state_store.save, state)
+            await anyio.to_thread.run_sync(self._append_history, record)
+            await anyio.to_thread.run_sync(self.current.remove)
+        except Exception as exc:
+            # The components run as the record says, but it is not on disk: if the
+            # marker is still there, the next start rolls this deployment back.
+            log.error("deployment %s: %s %s, but its record could not be written: %s",
+                      request.deployment_id, status, detailed, describe(exc))
+            return DeploymentRecord(
+                request.deployment_id, request.group, status, detailed,
+                f"{cause + '; ' if cause else ''}the record could not be written: "
+                f"{describe(exc)}", created, now(), record.components)
+        if detailed is DetailedStatus.SUCCESSFUL and state is not None:
             keep = {(n, c["version"]) for n, c in state["components"].items()}
-            await anyio.to_thread.run_sync(self.packages.collect_garbage, keep)
-            await self.artifacts.gc(keep)
+            try:
+                await anyio.to_thread.run_sync(self.packages.collect_garbage, keep)
+                await self.artifacts.gc(keep)
+            except Exception as exc:
+                log.warning("deployment %s: unused packages not removed: %s",
+                            request.deployment_id, describe(exc))
         log.info("deployment %s: %s %s %s", request.deployment_id, status, detailed, cause)
         return record
+
+    async def _deploy(self, request: DeploymentRequest) -> DeploymentRecord:
+        try:
+            return await self._apply(request)
+        finally:
+            self.pending.discard(request.deployment_id)
 
     def _plan(self, request: DeploymentRequest, previous: Mapping[str, Any]
               ) -> tuple[dict[str, Any], list[Recipe]]:
@@ -331,18 +385,24 @@ class DeploymentActor(Actor):
 
     # -- switching the running set ----------------------------------------
 
-    async def _switch(self, old: Mapping[str, Deployed], new: Mapping[str, Deployed],
-                      force: set[str] | None = None) -> None:
-        """Stop what differs (and its HARD dependents), then start what is missing.
-        ``force`` names components to restart even if unchanged. A component whose
-        configuration alone changed takes it in place when it can (in-process ones)."""
-        for name in [n for n in old if n in new and n not in (force or set())
-                     and not new[n].same_as(old[n])
+    async def _components(self) -> dict[str, ComponentView]:
+        views: dict[str, ComponentView] = await self.host.ask(ListComponents(), timeout=None)
+        return views
+
+    async def _switch(self, new: Mapping[str, Deployed], *, keep_going: bool = False) -> None:
+        """Make the host run ``new``: remove what differs (and its HARD dependents),
+        then start what is missing, in dependency order. A component whose
+        configuration alone changed takes it in place when it can (in-process ones).
+        ``keep_going``: a component that fails to start does not stop the others
+        (logged); otherwise the first failure raises."""
+        views = await self._components()
+        old = {n: v.deployed for n, v in views.items()}
+        for name in [n for n in old if n in new and not new[n].same_as(old[n])
                      and new[n].recipe.version == old[n].recipe.version]:
-            if await self._reconfigure(name, new[name]):
-                old = {**old, name: new[name]}
+            if await self.host.ask(ReconfigureComponent(name, new[name].configuration),
+                                   timeout=60.0):
+                old[name] = new[name]
         changed = {n for n in old if n not in new or not new[n].same_as(old[n])}
-        changed |= (force or set()) & set(old)
         # A component restarts with its HARD dependencies.
         grew = True
         while grew:
@@ -353,50 +413,17 @@ class DeploymentActor(Actor):
                         for d in deployed.recipe.dependencies.values()):
                     changed.add(name)
                     grew = True
-        old_order = start_order({n: d.recipe for n, d in old.items()})
-        for name in reversed(old_order):
+        for name in reversed(start_order({n: d.recipe for n, d in old.items()})):
             if name in changed:
-                await self._stop(name)
-        self.on_deployed(set(new))
+                await self.host.ask(RemoveComponent(name), timeout=None)
+        views = await self._components()
         for name in start_order({n: d.recipe for n, d in new.items()}):
-            if name in self.running or (name in self.stopped and name not in changed):
-                continue
-            self.stopped.pop(name, None)
-            await self._start(new[name])
-
-    async def _reconfigure(self, name: str, deployed: Deployed) -> bool:
-        try:
-            ref = self.system.lookup(name)
-        except LookupError:
-            return False  # not running (FINISHED, BROKEN): it starts again with the new one
-        if not await ref.ask(Reconfigure(deployed.configuration), timeout=30.0):
-            return False
-        self.running[name] = deployed
-        if self.on_reconfigured is not None:
-            self.on_reconfigured(name, deployed.configuration)
-        return True
-
-    async def _stop(self, name: str) -> None:
-        self.running.pop(name, None)
-        try:
-            ref = self.system.lookup(name)
-        except LookupError:
-            return  # FINISHED or BROKEN components have already left the supervisor
-        await ref.stop()
-
-    async def _start(self, deployed: Deployed) -> None:
-        recipe = deployed.recipe
-        present = {d: self.running[d] for d in recipe.dependencies if d in self.running}
-        spec = ChildSpec(recipe.name,
-                         lambda: self.factory(recipe, deployed.configuration, present),
-                         restart=Restart.TRANSIENT, shutdown=30.0, depends_on=tuple(present))
-        self.running[recipe.name] = deployed
-        try:
-            await start_child(self.components, spec)
-        except Exception:
-            self.running.pop(recipe.name, None)
-            raise
-        state = self.state_of(recipe.name)
-        if state in ("BROKEN", "ERRORED"):
-            raise DeploymentFailed(f"component {recipe.name} {recipe.version} is {state} "
-                                   "after its start")
+            view = views.get(name)
+            if view is not None and (view.present or view.stopped):
+                continue  # running, done, or stopped on request: left as it is
+            try:
+                await self.host.ask(StartComponent(new[name]), timeout=None)
+            except ActorsError as exc:
+                if not keep_going:
+                    raise
+                log.error("%s", exc)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..layout import Layout
 from ..recipe import Platform, Recipe, load_recipe
-
-PACKAGES = "packages"  # the package store under the root: recipes, and the artifact store
 
 
 class PackageStore:
-    def __init__(self, root: Path, device: Platform) -> None:
-        self.recipes = root / PACKAGES / "recipes"
+    def __init__(self, layout: Layout, device: Platform) -> None:
+        self.recipes = layout.recipes
         self.device = device
 
     def recipe_path(self, name: str, version: str, suffix: str = ".yaml") -> Path:

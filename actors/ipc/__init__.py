@@ -7,6 +7,7 @@ The client SDK lives in :mod:`actors.ipc.client`.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..layout import SOCKET_NAME
 from ._actor import BrokerActor, GetStatistics, IpcStatistics, Publish
 from ._auth import (
     MQTTPROXY,
@@ -43,7 +44,8 @@ from ._errors import (
     SubscriberFull,
     UnauthorizedError,
 )
-from ._server import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, IpcServer, ServerStatistics
+from ._identity import CLI_IDENTITY, RESERVED_NAMES, only_cli, write_cli_token
+from ._server import ENV_SOCKET, ENV_TOKEN, IpcServer, ServerStatistics
 from ._service import CallContext, Deferral, IpcService, StreamResult
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, topic_matches
 
@@ -63,12 +65,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "CLI_IDENTITY",
     "ENV_SOCKET",
     "ENV_TOKEN",
     "MQTTPROXY",
     "PUBLISH_TO_IOT_CORE",
     "PUBLISH_TO_TOPIC",
     "PUBSUB",
+    "RESERVED_NAMES",
     "SOCKET_NAME",
     "SUBSCRIBE_TO_IOT_CORE",
     "SUBSCRIBE_TO_TOPIC",
@@ -112,6 +116,8 @@ __all__ = [
     "check_topic_filter",
     "check_topic_name",
     "compile_resource",
+    "only_cli",
     "parse_access_control",
     "topic_matches",
+    "write_cli_token",
 ]

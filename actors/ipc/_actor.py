@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..kernel import Actor
+from ..layout import SOCKET_NAME
 from ._broker import BrokerStatistics
-from ._server import SOCKET_NAME, IpcServer, ServerStatistics
+from ._server import IpcServer, ServerStatistics
 from ._service import IpcService
 from ._wire import DEFAULT_MAX_FRAME
 

@@ -33,7 +33,6 @@ from ._wire import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 
 log = logging.getLogger("actors.ipc")
 
-SOCKET_NAME = "ipc.socket"
 ENV_SOCKET = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 ENV_TOKEN = "SVCUID"
 _MAX_PENDING = 1000

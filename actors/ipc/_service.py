@@ -120,6 +120,10 @@ class IpcService:
         self._token_of[name] = token
         return token
 
+    def token_of(self, name: str) -> str | None:
+        """``name``'s current token (None when it has none)."""
+        return self._token_of.get(name)
+
     def unregister_component(self, name: str) -> None:
         """Revoke ``name``'s token (connections already open keep their identity)."""
         token = self._token_of.pop(name, None)

@@ -1,6 +1,6 @@
 """Supervisor: OTP-style restart strategies over an ordered set of child actors.
 
-What it does (see shared/SUPERVISION.md for the rules it follows):
+What it does (docs/ARCHITECTURE.md, "Supervision", has the rules it follows):
 
 * starts children one at a time in dependency order (ties: declaration order),
   each awaited until its ``on_start`` returned; the first failure stops the
