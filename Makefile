@@ -47,6 +47,11 @@ test: $(STAMP) servers
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The static checks the test suite also runs (tests/test_checks.py).
+lint: $(STAMP)
+	$(BIN)/python -m ruff check actors tests bench setup.py
+	$(BIN)/python -m mypy
+
 bench-readme: $(STAMP)
 	$(BIN)/python -m bench --readme README.md
 
