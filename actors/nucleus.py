@@ -30,7 +30,7 @@ import anyio
 
 from .artifacts import Progress
 from .component import ComponentNotServing, OrphanSweeper, State, sweep
-from .deploy import DeploymentActor, DeploymentRecord, DeploymentRequest
+from .deploy import ConfigurationUpdated, DeploymentActor, DeploymentRecord, DeploymentRequest
 from .deploy._operations import register_operations as deployment_operations
 from .host import ComponentHost, ComponentStatus, ReportState, RestartComponent, StopComponent
 from .host._operations import register_operations as component_operations
@@ -43,7 +43,7 @@ from .recipe import Platform, detect_platform
 if TYPE_CHECKING:
     from .ipc import MqttSettings
 
-__all__ = ["Nucleus", "RootInUse"]
+__all__ = ["Nucleus", "RootInUse", "StartInterrupted"]
 
 log = logging.getLogger("actors.nucleus")
 
@@ -51,6 +51,10 @@ IPC = "ipc"
 RUNTIME = "runtime"
 COMPONENTS = "components"
 DEPLOYMENTS = "deployments"
+
+
+class StartInterrupted(ActorsError, RuntimeError):
+    """A stop (a signal) came while the runtime was starting: it stopped cleanly."""
 
 
 class Nucleus:
@@ -98,7 +102,6 @@ class Nucleus:
         try:
             await self.system.spawn(self._broker, name=IPC, shutdown=10.0)
             self._serve_operations()
-            write_cli_token(self.ipc, self.layout.cli_token)
             # A host that fails takes its components down with it; the deployment
             # queue restarts after it and starts the deployed components again.
             await self.system.spawn(lambda: Supervisor([
@@ -111,11 +114,17 @@ class Nucleus:
             self._deployments = self.system.lookup(DEPLOYMENTS)
             await self.system.spawn(lambda: OrphanSweeper(self.root, self.instance),
                                     name="orphan-sweeper", shutdown="brutal")
+            # Last: a CLI that finds the token finds a runtime that is up.
+            write_cli_token(self.ipc, self.layout.cli_token)
         except BaseException as exc:
+            stopping = self.system.stopping
             try:
                 await self.system.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
                 self._lock.close()
+            if stopping and isinstance(exc, ActorsError):
+                raise StartInterrupted(f"{self.root}: the runtime was asked to stop while "
+                                       "it was starting; it stopped") from None
             raise
         return self
 
@@ -140,7 +149,9 @@ class Nucleus:
         self._host = ComponentHost(
             self.layout, self.ipc, self.configuration, thing_name=self.thing_name,
             instance=self.instance, on_state=self._state, on_output=self._output,
-            publish=self.publish, error_reset_time=self.error_reset_time)
+            publish=self.publish, error_reset_time=self.error_reset_time,
+            on_configured=lambda name, version, config: self._tell(
+                self._deployments, ConfigurationUpdated(name, version, config)))
         return self._host
 
     def _new_deployments(self) -> DeploymentActor:

@@ -2,7 +2,14 @@
 rollback, history, and crash-safe state under the runtime's root."""
 
 from ..host import Deployed, RestartComponent, StopComponent
-from ._deployer import Deferrals, DeploymentActor, DeploymentFailed, describe, empty_state
+from ._deployer import (
+    ConfigurationUpdated,
+    Deferrals,
+    DeploymentActor,
+    DeploymentFailed,
+    describe,
+    empty_state,
+)
 from ._model import (
     LOCAL_GROUP,
     DeploymentRecord,
@@ -16,6 +23,7 @@ from ._resolve import ResolutionError, resolve, start_order
 
 __all__ = [
     "LOCAL_GROUP",
+    "ConfigurationUpdated",
     "Deferrals",
     "Deployed",
     "DeploymentActor",

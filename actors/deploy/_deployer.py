@@ -87,6 +87,17 @@ def artifact_spec(artifact: Artifact) -> ArtifactSpec:
 
 
 @dataclass(frozen=True)
+class ConfigurationUpdated:
+    """A running component changed its own configuration (UpdateConfiguration):
+    kept in the deployed state, so it survives restarts of the component and of
+    the runtime, until a deployment's RESET."""
+
+    name: str
+    version: str
+    configuration: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Deferrals:
     """Replies with the DeferComponentUpdate requests components sent for a deployment."""
 
@@ -217,6 +228,8 @@ class DeploymentActor(Actor):
                 return await self.host.ask(message, timeout=None)
             except ActorsError as exc:  # to the asker, not a crash of this actor
                 return Later(_failed(exc))
+        if isinstance(message, ConfigurationUpdated):
+            return await self._configuration_updated(message)
         if isinstance(message, Deferrals):
             return list(self.deferrals.get(message.deployment_id, []))
         if isinstance(message, Deferral):
@@ -225,6 +238,19 @@ class DeploymentActor(Actor):
             self.deferrals.setdefault(message.deployment_id, []).append(message)
             return None
         raise TypeError(f"deployments: expected a DeploymentRequest, got {message!r}")
+
+    async def _configuration_updated(self, message: ConfigurationUpdated) -> None:
+        try:
+            state = await anyio.to_thread.run_sync(self.state_store.load, empty_state())
+            entry = state["components"].get(message.name)
+            if entry is None or entry["version"] != message.version \
+                    or entry["configuration"] == message.configuration:
+                return  # removed or replaced since, or already recorded
+            entry["configuration"] = copy.deepcopy(dict(message.configuration))
+            await anyio.to_thread.run_sync(self.state_store.save, state)
+        except Exception as exc:
+            log.error("%s: its configuration update could not be saved: %s", message.name,
+                      describe(exc))
 
     @staticmethod
     def history_at(root: Path) -> list[DeploymentRecord]:

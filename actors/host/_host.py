@@ -67,6 +67,7 @@ COMPONENT_SHUTDOWN = 30.0
 READY = (State.RUNNING, State.FINISHED)
 
 StateListener = Callable[[str, str, State, str], None]  # name, version, state, reason
+ConfigurationListener = Callable[[str, str, Mapping[str, Any]], None]  # name, version, config
 OutputListener = Callable[[str, str], None]  # name, line
 Publish = Callable[..., Awaitable[None]]  # (topic, payload, component=name)
 
@@ -103,6 +104,7 @@ class ComponentHost(Supervisor):
     def __init__(self, layout: Layout, ipc: IpcService, configuration: InMemoryConfiguration,
                  *, thing_name: str, instance: str,
                  on_state: StateListener, on_output: OutputListener, publish: Publish,
+                 on_configured: ConfigurationListener | None = None,
                  error_reset_time: float = 3600.0) -> None:
         # Per-component errors are counted by the BROKEN rule; the supervisor's
         # own intensity only gives up on a storm across all of them.
@@ -118,6 +120,8 @@ class ComponentHost(Supervisor):
         self._on_state = on_state
         self._on_output = on_output
         self._publish = publish
+        self._on_configured = on_configured
+        self._watching: dict[str, Callable[[], None]] = {}  # name -> unsubscribe
 
     # -- messages ----------------------------------------------------------
 
@@ -246,6 +250,22 @@ class ComponentHost(Supervisor):
         # What the component may do over IPC, and the configuration it reads there.
         self.ipc.set_access_control(name, configuration)
         self.configuration.set_component(name, configuration)
+        if name not in self._watching:
+            self._watching[name] = self.configuration.subscribe(name, (), self._updated)
+
+    def _updated(self, name: str, _path: tuple[str, ...]) -> None:
+        """A component changed its configuration (UpdateConfiguration): it is the
+        component's configuration from now on, through restarts (the deployment
+        queue persists it, as Greengrass keeps it in its configuration store)."""
+        record = self.table.get(name)
+        if record is None:
+            return
+        current = self.configuration.get_nowait(name, [])
+        if current == record.deployed.configuration:
+            return  # the host's own grant
+        record.deployed = Deployed(record.deployed.recipe, current)
+        if self._on_configured is not None:
+            self._on_configured(name, record.version, current)
 
     # -- states ------------------------------------------------------------
 
@@ -303,6 +323,9 @@ class ComponentHost(Supervisor):
         self.ipc.unregister_component(name)
         self.ipc.set_access_control(name, None)
         self.errors.clear(name)
+        unsubscribe = self._watching.pop(name, None)
+        if unsubscribe is not None:
+            unsubscribe()
 
     async def _stop(self, name: str) -> str:
         record = self._record(name)
@@ -346,3 +369,6 @@ class ComponentHost(Supervisor):
         await super().on_stop()
         for name in self.table:
             self.ipc.unregister_component(name)
+        for unsubscribe in self._watching.values():
+            unsubscribe()
+        self._watching.clear()

@@ -117,12 +117,11 @@ async def test_a_hard_dependent_restarts_with_its_dependency_a_soft_one_does_not
     async with Nucleus(root) as nucleus:
         await deploy(nucleus, recipes, "test.Hard", "test.Soft")
         hard, soft = await running_pid(root, "test.Hard"), await running_pid(root, "test.Soft")
-        with anyio.fail_after(20):
-            while not (root / "work" / "test.Dependency" / "crashed").exists() \
-                    or nucleus.status["test.Dependency"].state is not State.RUNNING:
+        with anyio.fail_after(30):
+            while nucleus.status["test.Dependency"].history.count(State.RUNNING) < 2 \
+                    or nucleus.status["test.Hard"].history.count(State.RUNNING) < 2:
                 await anyio.sleep(0.02)
         new_hard = await running_pid(root, "test.Hard")
-        await nucleus.wait_states(["test.Hard"], [State.RUNNING], timeout=20)
         assert new_hard != hard and not alive(hard)
         assert nucleus.status["test.Hard"].history.count(State.RUNNING) == 2
         assert pid(root, "test.Soft") == soft and alive(soft)
@@ -286,3 +285,33 @@ async def test_a_recipe_nested_too_deeply_fails_the_deployment_not_the_runtime(
         assert "deep.yaml" in record.cause or "nested too deeply" in record.cause
         (recipes / "deep.yaml").unlink()
         await deploy(nucleus, recipes, "test.Svc")
+
+
+async def test_a_component_s_own_configuration_update_survives_restarts(tmp_path: Path) -> None:
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Svc", "echo \"greeting={configuration:/Greeting}\"; " + STAY,
+           extra="ComponentConfiguration:\n  DefaultConfiguration:\n    Greeting: hello\n")
+    lines: list[str] = []
+    nucleus = Nucleus(root)
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        await deploy(nucleus, recipes, "test.Svc")
+        await running_pid(root, "test.Svc")
+        # What the component itself does over IPC (UpdateConfiguration).
+        await nucleus.ipc.update_configuration("test.Svc", [], {"Greeting": "bonjour"})
+        with anyio.fail_after(10):
+            while '"bonjour"' not in (root / "state.json").read_text():
+                await anyio.sleep(0.02)
+        os.kill(pid(root, "test.Svc"), 9)  # the component crashes and is restarted
+        with anyio.fail_after(20):
+            while "greeting=bonjour" not in lines:
+                await anyio.sleep(0.02)
+    lines.clear()
+    nucleus = Nucleus(root)
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:  # and the runtime restarts
+        await nucleus.wait_states(["test.Svc"], [State.RUNNING], timeout=20)
+        with anyio.fail_after(20):
+            while "greeting=bonjour" not in lines:
+                await anyio.sleep(0.02)
+        assert nucleus.configuration.get_nowait("test.Svc", ["Greeting"]) == "bonjour"
