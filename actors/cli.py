@@ -179,6 +179,23 @@ def _remote(root: Path, operation: str, request: dict[str, Any] | list[dict[str,
                          f"{exc}") from None
 
 
+def _running(root: Path) -> bool:
+    """Whether a runtime answers on ``root``'s socket (one killed leaves the file)."""
+    import socket
+
+    from .layout import Layout
+
+    layout = Layout(root)
+    if not (layout.ipc_socket.exists() and layout.cli_token.exists()):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(layout.ipc_socket))
+        except OSError:
+            return False
+    return True
+
+
 def _update_config(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
@@ -227,6 +244,16 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
+    from .nucleus import StartInterrupted
+
+    try:
+        return await _serve_started(nucleus, args)
+    except StartInterrupted as exc:
+        print(f"edge-actors: {exc}", file=sys.stderr)
+        return 0
+
+
+async def _serve_started(nucleus: Any, args: argparse.Namespace) -> int:
     from .component import State
     from .deploy import DeploymentRequest, FailureHandling
 
@@ -341,6 +368,17 @@ def _offline(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         print(json.dumps(match[0].to_json(), indent=2))
+        return 0
+    if args.command == "component" and _running(args.root):
+        # The runtime's own view: states and what components reported (UpdateState).
+        if args.verb == "list":
+            for entry in _remote(args.root, "ListComponents", {})["components"]:
+                reported = entry.get("reportedState")
+                print(f"{entry['componentName']}  {entry['version']}  {entry['state']}"
+                      + (f"  (reported {reported})" if reported else ""))
+            return 0
+        details = _remote(args.root, "GetComponentDetails", {"componentName": args.name})
+        print(json.dumps(details["componentDetails"], indent=2))
         return 0
     if args.command == "component":
         components = _state(args.root)["components"]

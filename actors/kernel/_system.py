@@ -171,6 +171,11 @@ class ActorSystem:
             self._root.post_system(STOP)
             await self._root_done.wait()
 
+    @property
+    def stopping(self) -> bool:
+        """True once a shutdown was asked for (a signal, :meth:`request_shutdown`, stop)."""
+        return self._shutdown.is_set()
+
     def request_shutdown(self) -> None:
         """Make :meth:`serve` return (safe from signal handlers and callbacks)."""
         self._shutdown.set()

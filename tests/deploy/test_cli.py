@@ -59,9 +59,11 @@ def test_deploy_inspect_restart_and_stop_through_the_cli(runtime: Path, tmp_path
         return status.returncode == 0 and '"SUCCEEDED"' in status.stdout
 
     wait_for(succeeded)
-    assert "test.Svc  1.0.0" in cli("component", "list", root=runtime).stdout
+    # The runtime's view, states included (its host's records).
+    assert "test.Svc  1.0.0  RUNNING" in cli("component", "list", root=runtime).stdout
     details = json.loads(cli("component", "details", "-n", "test.Svc", root=runtime).stdout)
     assert details["configuration"]["Greeting"] == "bonjour"
+    assert details["state"] == "RUNNING"
     assert "restart test.Svc: SUCCEEDED" in cli("component", "restart", "-n", "test.Svc",
                                                 root=runtime).stdout
     assert "stop test.Svc: SUCCEEDED" in cli("component", "stop", "-n", "test.Svc",
@@ -93,3 +95,14 @@ def test_cli_errors_name_what_to_do(tmp_path: Path) -> None:
 
 def test_the_cli_token_is_private(runtime: Path) -> None:
     assert (os.stat(runtime / "cli.token").st_mode & 0o777) == 0o600
+
+
+def test_a_signal_during_start_up_stops_the_runtime_cleanly(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    proc = subprocess.Popen([*CLI, "run", "--root", str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (root / "ipc.socket").exists())  # started, perhaps not up yet
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
