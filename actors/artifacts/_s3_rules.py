@@ -85,7 +85,7 @@ def check_bucket_name(bucket: str, uri: str) -> None:
             "in buckets whose names have no periods (virtual-hosted-style addressing over TLS "
             "cannot match such a name to the S3 certificate); copy the object to a bucket "
             "without periods and update the recipe's Uri")
-    if not _BUCKET.match(bucket):
+    if not _BUCKET.fullmatch(bucket):
         raise BucketNameRefused(
             f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase "
             "letters, digits and hyphens, starting and ending with a letter or digit)")
