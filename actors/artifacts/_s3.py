@@ -12,7 +12,8 @@ A small object is one streamed GetObject; a large one is cut into parts of
 file that is hashed in order behind the writes (:mod:`._sink`). Every GET
 carries ``If-Match: <ETag>`` (the same object throughout); after a connection
 error or a throttling answer a range goes on from its first byte not yet
-fetched, a bounded number of times in a row with exponential backoff.
+fetched, with exponential backoff, until its failures in a row have lasted
+``retry_window`` seconds (or numbered ``attempts``, when set).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class S3Source:
     async def _request(self, counters: Counters, uri: str, operation: str,
                        call: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         """One API call with bounded, backed-off retries on transport errors and throttling."""
-        failures = 0
+        streak = _Streak()
         while True:
             counters.requests += 1
             try:
@@ -160,28 +161,38 @@ class S3Source:
             except ClientError as error:
                 if not _retryable(error):
                     raise
-                failures = await self._backoff(counters, uri, failures, error)
+                await self._backoff(counters, uri, streak, error)
             except _TRANSPORT_ERRORS as error:
-                failures = await self._backoff(counters, uri, failures, error)
+                await self._backoff(counters, uri, streak, error)
 
-    async def _backoff(self, counters: Counters, uri: str, failures: int,
-                       error: BaseException) -> int:
-        """Count one failed attempt; wait before the next, or raise when none is left."""
-        failures += 1
-        if failures >= self.settings.attempts:
+    async def _backoff(self, counters: Counters, uri: str, streak: _Streak,
+                       error: BaseException) -> None:
+        """Count one failed attempt; wait before the next, or raise when the failures in a
+        row have lasted ``retry_window`` seconds (or reached ``attempts``, when set)."""
+        s = self.settings
+        now = anyio.current_time()
+        if streak.failures == 0:
+            streak.since = now
+        streak.failures += 1
+        elapsed = now - streak.since
+        if elapsed >= s.retry_window or (s.attempts is not None
+                                         and streak.failures >= s.attempts):
             if isinstance(error, ClientError) and _code(error) in _THROTTLING_CODES | {"503"}:
                 why = (f"the server kept throttling the requests ({_code(error)}: "
                        f"{_message(error) or 'Slow Down'}); wait a while and deploy again, or "
-                       "allow more attempts (S3Settings.attempts)")
+                       "allow more time (S3Settings.retry_window)")
             else:
                 why = (f"{type(error).__name__}: {error}; check that the S3 endpoint is "
-                       "reachable and deploy again")
+                       "reachable and deploy again, or allow more time "
+                       "(S3Settings.retry_window)")
             raise DownloadFailed(
-                f"{uri}: gave up after {failures} failed attempts in a row: {why}") from error
+                f"{uri}: gave up after {streak.failures} failed attempts in a row over "
+                f"{elapsed:.1f} s: {why}") from error
         counters.retries += 1
-        delay = min(self.settings.backoff * 2 ** (failures - 1), self.settings.backoff_max)
-        await anyio.sleep(delay * random.uniform(0.5, 1.0))
-        return failures
+        delay = min(s.backoff * 2 ** min(streak.failures - 1, 60), s.backoff_max)
+        # The last attempt comes at the end of the window, not after it.
+        delay = min(delay * random.uniform(0.5, 1.0), s.retry_window - elapsed)
+        await anyio.sleep(delay)
 
     async def check(self, bucket: str, key: str, uri: str, counters: Counters) -> ObjectInfo:
         """Apply the model-source rules to one object; return what a download needs to know."""
@@ -303,7 +314,7 @@ class S3Source:
     async def _fetch_range(self, job: _RangeJob, r: _Range,
                            on_answer: Callable[[bool, _Range], None] | None) -> None:
         """Fetch ``r`` into the file, resuming from what was kept after each failure."""
-        failures = 0
+        streak = _Streak()
         while r.done < r.end - r.start or (on_answer is not None and not r.answered):
             offset = r.start + r.done
             kwargs: dict[str, Any] = {"Bucket": job.bucket, "Key": job.key}
@@ -334,11 +345,13 @@ class S3Source:
             except ClientError as error:
                 if not _retryable(error):
                     await self._raise_for(error, job.bucket, job.key, job.uri, "GetObject")
-                failures = 0 if r.done > done_before else failures
-                failures = await self._backoff(job.counters, job.uri, failures, error)
+                if r.done > done_before:
+                    streak = _Streak()  # bytes arrived: a new streak, a new window
+                await self._backoff(job.counters, job.uri, streak, error)
             except _TRANSPORT_ERRORS as error:
-                failures = 0 if r.done > done_before else failures
-                failures = await self._backoff(job.counters, job.uri, failures, error)
+                if r.done > done_before:
+                    streak = _Streak()
+                await self._backoff(job.counters, job.uri, streak, error)
 
     async def _stream(self, job: _RangeJob, r: _Range, body: Any, skip: int) -> None:
         """Read one response body into the file from ``r``'s first missing byte.
@@ -415,6 +428,14 @@ def _blocks(body: Any, size: int) -> Callable[[], Awaitable[bytes]]:
                 return cast("bytes", data)
 
     return next_block
+
+
+@dataclass
+class _Streak:
+    """Failed attempts in a row of one request or range, and when the first failed."""
+
+    failures: int = 0
+    since: float = 0.0
 
 
 @dataclass

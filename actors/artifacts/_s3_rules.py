@@ -17,9 +17,14 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 class S3Settings:
     """How to reach S3. Unset fields come from the usual AWS chain (environment, profile, role).
 
-    ``endpoint_url`` points at an S3-compatible server; ``attempts`` bounds the
-    consecutive failed requests of one download stream (each retry resumes where
-    the last one stopped), with backoff from ``backoff`` doubling up to ``backoff_max``.
+    ``endpoint_url`` points at an S3-compatible server. A request that fails on the
+    way (connection refused or broken, a timeout, throttling, a 5xx answer) is tried
+    again, with backoff from ``backoff`` doubling up to ``backoff_max``, for as long as
+    its failures in a row span less than ``retry_window`` seconds (ten minutes: a
+    device on a flaky link rides out an outage of the link or of the server) and,
+    when ``attempts`` is set, for at most that many failed attempts in a row. A
+    download resumes each retry where the last one stopped, and its window starts
+    again whenever bytes arrive.
     An object larger than twice ``part_size`` is fetched as parts of that size by
     ``concurrency`` ranged GETs side by side (1: always one stream); ``chunk_size``
     is how much of a stream is gathered before it is written.
@@ -32,7 +37,8 @@ class S3Settings:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    attempts: int = 5
+    attempts: int | None = None
+    retry_window: float = 600.0
     backoff: float = 0.25
     backoff_max: float = 5.0
     connect_timeout: float = 10.0
@@ -79,7 +85,7 @@ def check_bucket_name(bucket: str, uri: str) -> None:
             "in buckets whose names have no periods (virtual-hosted-style addressing over TLS "
             "cannot match such a name to the S3 certificate); copy the object to a bucket "
             "without periods and update the recipe's Uri")
-    if not _BUCKET.match(bucket):
+    if not _BUCKET.fullmatch(bucket):
         raise BucketNameRefused(
             f"{uri}: {bucket!r} is not a valid S3 bucket name (3-63 characters: lowercase "
             "letters, digits and hyphens, starting and ending with a letter or digit)")

@@ -148,7 +148,7 @@ class ArtifactStore:
         and what to do; the store is then as it was before the call.
         """
         for what, value in (("component name", component), ("component version", version)):
-            if not _SAFE_NAME.match(value):
+            if not _SAFE_NAME.fullmatch(value):
                 raise ArtifactSpecError(
                     f"{what} {value!r}: expected letters, digits and . _ - + (it names a "
                     "folder under the artifact store)")

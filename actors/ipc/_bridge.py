@@ -54,7 +54,9 @@ class MqttSettings:
     timeout: float = 10.0
     spool_dir: Path | None = None
     spool_max_bytes: int = 16 << 20
-    fsync: FsyncPolicy = "interval"
+    #: When an accepted QoS 1 message is on disk (see actors.ipc._spool): ``always``
+    #: (fsynced before publish returns; group commit), ``interval`` or ``never``.
+    fsync: FsyncPolicy = "always"
     fsync_interval: float = 0.05
     max_inflight: int = 100
     reconnect_min: float = 0.1
@@ -150,6 +152,7 @@ class MqttBridge:
             self._fanout.close()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.spool.close)
+            self.spool.closed()
 
     async def _connection_loop(self) -> None:
         import aiomqtt
@@ -273,8 +276,10 @@ class MqttBridge:
     # -- the IotCore interface of the IPC service ----------------------------------
 
     async def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        """Queue a message for the broker; returns once it is spooled (QoS 1: durably,
-        as the fsync policy says). QoS 0 while offline is dropped (and counted)."""
+        """Queue a message for the broker; returns once it is spooled (QoS 1: in the
+        spool's log, fsynced unless the fsync policy is ``never``, so an accepted message
+        survives a kill -9 and, fsynced, a power loss). QoS 0 while offline is dropped
+        (and counted)."""
         check_topic_name(topic)
         if qos not in (0, 1):
             raise ServiceError(f"QoS {qos} is not supported (0 or 1)")

@@ -9,11 +9,22 @@ record stores the highest sequence number below which everything is acked.
 
 Only the spool's own syncer task touches the file, and it does the writes,
 fsyncs and compactions in a worker thread, so the event loop never waits on
-the disk. Fsync policy: ``always`` (a QoS 1 publish returns once its record is
-on disk; appends are group-committed), ``interval`` (at most every
-``fsync_interval`` seconds) or ``never`` (left to the OS). When the file is
-mostly acknowledged records, the syncer rewrites the live ones to a temporary
-file, fsyncs it and renames it over the log (atomic compaction).
+the disk. A QoS 1 publish is accepted (:meth:`Spool.wait_durable` returns) only
+once its record is in the log, so what was accepted survives a kill -9 of the
+runtime; the fsync policy says when it also survives a power loss:
+
+- ``always`` (the default): accepted after the fsync that covers the record.
+  Appends are group-committed: the records that arrive while one write and
+  fsync run go out together in the next, so many concurrent publishers share
+  each fsync.
+- ``interval``: the same, but the syncer waits ``fsync_interval`` seconds before
+  each commit (larger groups, fewer fsyncs, that much more latency).
+- ``never``: accepted once written to the OS (a crash of the runtime loses
+  nothing; a power loss may lose what the OS had not written yet).
+
+When the file is mostly acknowledged records, the syncer rewrites the live
+ones to a temporary file, fsyncs it and renames it over the log (atomic
+compaction).
 
 The spool is bounded by ``max_bytes`` of unacknowledged payload: beyond that
 a QoS 1 publish is refused with :class:`SpoolFull` (the publisher learns it;
@@ -24,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import struct
@@ -35,7 +48,7 @@ from typing import Literal
 
 import anyio
 
-from ._errors import SpoolFull
+from ._errors import ServiceError, SpoolFull
 
 log = logging.getLogger("actors.ipc.spool")
 
@@ -100,7 +113,7 @@ class Spool:
     """Ordered outgoing messages with a durable QoS 1 part (see the module docstring)."""
 
     def __init__(self, directory: Path | None, *, max_bytes: int = 16 << 20,
-                 fsync: FsyncPolicy = "interval", fsync_interval: float = 0.05) -> None:
+                 fsync: FsyncPolicy = "always", fsync_interval: float = 0.05) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync policy must be always, interval or never, not {fsync!r}")
         self.directory = directory
@@ -119,7 +132,11 @@ class Spool:
         self._open = False
         self._dirty = asyncio.Event()
         self._new = asyncio.Event()
-        self._durable = asyncio.Event()
+        # Publishers waiting for their record to be in the log: (seq, tie, future), a heap,
+        # so that each commit wakes exactly the publishers it covers.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tie = itertools.count()
+        self._pub_buffered = False
         self._empty = asyncio.Event()
         self._empty.set()
         self.acked_count = 0
@@ -176,7 +193,14 @@ class Spool:
             self._buffer.clear()
             if data:
                 self._write(data, self.fsync != "never")
+                self.durable_seq = max(self.durable_seq, self._buffered_seq)
             self._open = False
+
+    def closed(self) -> None:
+        """After :meth:`close` (in the event loop): wake the publishers still waiting."""
+        self._release(self.durable_seq)
+        self._release(self.next_seq, ServiceError(
+            "the MQTT bridge stopped before the message was stored; publish again"))
 
     # -- the bridge's side ---------------------------------------------------------
 
@@ -195,17 +219,20 @@ class Spool:
             self._buffer += encoded
             self._live_bytes += len(encoded)
             self._buffered_seq = record.seq
+            self._pub_buffered = True
             self._dirty.set()
         self._new.set()
         return record
 
     async def wait_durable(self, record: Record) -> None:
-        """Wait until ``record`` is on disk (fsync policy ``always`` only; else returns)."""
-        if self.fsync != "always" or not self._open or record.qos == 0:
+        """Wait until ``record`` is in the log: fsynced (policies ``always`` and
+        ``interval``) or written to the OS (``never``); see the module docstring.
+        Returns at once for QoS 0 and for a spool without a folder."""
+        if not self._open or record.qos == 0 or self.durable_seq >= record.seq:
             return
-        while self.durable_seq < record.seq:
-            self._durable.clear()
-            await self._durable.wait()
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (record.seq, next(self._tie), future))
+        await future
 
     def first(self) -> int:
         """The sequence number of the oldest unacknowledged record (next_seq if none)."""
@@ -294,10 +321,21 @@ class Spool:
             data = bytes(self._buffer)
             self._buffer.clear()
             upto = self._buffered_seq
-            await anyio.to_thread.run_sync(self._write, data, self.fsync != "never")
+            # Only new records need the fsync: a lost ack record means a resend, which
+            # at-least-once allows.
+            sync = self.fsync != "never" and self._pub_buffered
+            self._pub_buffered = False
+            try:
+                await anyio.to_thread.run_sync(self._write, data, sync)
+            except OSError as exc:
+                self._release(upto, ServiceError(
+                    f"the MQTT spool {self.directory} could not be written "
+                    f"({os.strerror(exc.errno) if exc.errno else exc}): the message was not "
+                    f"stored; free disk space and publish again"))
+                raise
             self._file_bytes += len(data)
             self.durable_seq = max(self.durable_seq, upto)
-            self._durable.set()
+            self._release(self.durable_seq)
         if self._file_bytes > _COMPACT_MIN and self._file_bytes > 4 * max(self._live_bytes, 1):
             live = b"".join(_encode_pub(r) for r in self.records
                             if r.qos > 0 and r.seq not in self._acked and r.seq <= self.durable_seq)
@@ -306,6 +344,17 @@ class Spool:
                 return  # new records arrived during the write: compact next time
             await anyio.to_thread.run_sync(self._compact, live)
             self._file_bytes = len(live)
+
+    def _release(self, upto: int, error: BaseException | None = None) -> None:
+        """Wake the publishers whose records up to ``upto`` are now in the log (or failed)."""
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= upto:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
 
     def _write(self, data: bytes, sync: bool) -> None:
         # Opened per batch rather than held: a descriptor held for hours can be closed

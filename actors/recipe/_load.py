@@ -234,11 +234,11 @@ def parse_recipe(data: Any, path: Path, device: Platform | None = None) -> Recip
     if str(fmt) != RECIPE_FORMAT:
         raise ctx.fail("RecipeFormatVersion", f"expected '{RECIPE_FORMAT}', got {fmt!r}")
     name = ctx.expect("ComponentName", get(data, "ComponentName"), str, "a component name")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ctx.fail("ComponentName", f"{name!r} is not a valid component name (letters, "
                        "digits, '.', '_' and '-', at most 128 characters)")
     version = get(data, "ComponentVersion")
-    if not isinstance(version, str) or not _SEMVER.match(version):
+    if not isinstance(version, str) or not _SEMVER.fullmatch(version):
         raise ctx.fail("ComponentVersion", f"{version!r} is not a semantic version "
                        "(major.minor.patch); quote it in YAML")
     ctype = str(get(data, "ComponentType") or "aws.greengrass.generic")

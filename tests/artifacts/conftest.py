@@ -300,6 +300,10 @@ class FaultyProxy:
                     self.wfile.write(proxy.SLOW_DOWN)
 
             def _relay(self) -> None:
+                if proxy._down:  # a kept-alive connection from before the outage
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 path = self.path.split("?", 1)[0]
                 action, faults = proxy._decide(self.command, path,
                                                self.headers.get("Range", ""))
@@ -354,6 +358,8 @@ class FaultyProxy:
                 many bytes, as a crashing server or a broken network would."""
                 left = cut_after
                 while block := source.read(1 << 16):
+                    if proxy._down:
+                        left = 0
                     if left >= 0 and len(block) >= left:
                         self.wfile.write(block[:left])
                         self.wfile.flush()
@@ -365,11 +371,28 @@ class FaultyProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _relay
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._down = False
+        self._serve = lambda port: ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._start(0)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _start(self, port: int) -> None:
+        import threading
+
+        self._server = self._serve(port)
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def go_away(self) -> None:
+        """An outage: the port refuses connections and the answers being sent are cut."""
+        self._down = True
+        self.close()
+
+    def come_back(self) -> None:
+        """The end of the outage: the same port serves again."""
+        self._start(int(self.endpoint.rsplit(":", 1)[1]))
+        self._down = False
 
     def inject(self, bucket: str, key: str, faults: Faults) -> None:
         """From now on, treat the requests for ``bucket/key`` as ``faults`` says."""

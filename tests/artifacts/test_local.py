@@ -81,7 +81,9 @@ async def test_bad_artifact_fields_are_refused_up_front(tmp_path: Path, spec: Ar
 
 
 @pytest.mark.parametrize(("component", "version"), [("../escape", "1.0.0"),
-                                                   ("com.example.Hello", "../../x")])
+                                                   ("com.example.Hello", "../../x"),
+                                                   ("com.example.Hello\n", "1.0.0"),
+                                                   ("com.example.Hello", "1.0.0\n")])
 async def test_component_names_cannot_leave_the_store(tmp_path: Path, component: str,
                                                       version: str) -> None:
     async with ArtifactStore(tmp_path / "store") as store:

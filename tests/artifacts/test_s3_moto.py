@@ -119,6 +119,13 @@ async def test_bucket_with_periods_is_refused_before_any_request(
     assert files_under(tmp_path) == []
 
 
+def test_a_bucket_name_ending_in_a_newline_is_refused() -> None:
+    from actors.artifacts._s3_rules import check_bucket_name
+
+    with pytest.raises(BucketNameRefused, match="not a valid S3 bucket name"):
+        check_bucket_name("models\n", "s3://models\n/m.bin")
+
+
 async def test_access_denied_names_bucket_key_and_identity_never_the_secret(
         moto: S3Server, tmp_path: Path) -> None:
     data = b"weights" * 1000

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.ipc import (
     MQTTPROXY,
@@ -14,6 +16,8 @@ from actors.ipc import (
     AccessControlError,
     Authorizer,
     UnauthorizedError,
+    compile_resource,
+    topic_matches,
 )
 
 ACCESS = {
@@ -47,6 +51,12 @@ ACCESS = {
             "operations": [PUBLISH_TO_TOPIC], "resources": ["weird/${*}/topic", "a+b/c#"]}},
     }},
     "com.example.Nothing": {"someKey": 1},
+    "com.example.Wildcards": {"accessControl": {
+        PUBSUB: {"com.example.Wildcards:pubsub:1": {
+            "operations": [SUBSCRIBE_TO_TOPIC], "resources": ["ml/+", "logs/*", "all/#"]}},
+        MQTTPROXY: {"com.example.Wildcards:mqttproxy:1": {
+            "operations": ["*"], "resources": ["cmd/+/go", "cmd", "cmd/*"]}},
+    }},
 }
 
 MATRIX = [
@@ -74,6 +84,21 @@ MATRIX = [
     ("com.example.Literal", PUBSUB, PUBLISH_TO_TOPIC, "aXb/c", False),
     ("com.example.Nothing", PUBSUB, PUBLISH_TO_TOPIC, "ml/x", False),
     ("com.example.Unknown", PUBSUB, PUBLISH_TO_TOPIC, "ml/x", False),
+    # A subscription filter must not match a topic the policies refuse (filter ⊆ policy).
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "ml/+", True),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "ml/x", True),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "ml/#", False),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "ml/+/x", False),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "+/x", False),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "logs/+/+", True),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "logs/#", False),  # also "logs"
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "all/#", True),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "all/+/+/#", True),
+    ("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "#", False),
+    ("com.example.Wildcards", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, "cmd/+/go", True),
+    ("com.example.Wildcards", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, "cmd/#", True),  # cmd + cmd/*
+    ("com.example.Wildcards", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, "+/#", False),
+    ("com.example.Admin", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, "+/+/#", True),
 ]
 
 
@@ -134,3 +159,74 @@ def test_malformed_policies_are_refused_with_the_place(authorizer: Authorizer,
                                                        bad: dict[str, object]) -> None:
     with pytest.raises(AccessControlError, match="com.example.Bad"):
         authorizer.set_policies("com.example.Bad", bad)
+
+
+def test_a_refused_filter_names_a_topic_it_would_have_received(authorizer: Authorizer) -> None:
+    with pytest.raises(UnauthorizedError) as info:
+        authorizer.check("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC, "ml/#")
+    assert "ml/#" in str(info.value) and "the filter also matches" in str(info.value)
+    topic = authorizer.unauthorized_topic("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC,
+                                          "ml/#")
+    assert topic is not None and topic_matches("ml/#", topic)
+    assert not authorizer.is_authorized("com.example.Wildcards", PUBSUB, SUBSCRIBE_TO_TOPIC,
+                                        topic)
+
+
+# -- filter ⊆ policy, as a property ---------------------------------------------------------
+
+_POLICY_LEVELS = ["a", "b", "", "$s", "+", "#", "*", "a*", "*b", "a${*}", "${iot:thingName}"]
+_FILTER_LEVELS = ["a", "b", "", "$s", "t1", "+"]
+_TOPIC_LEVELS = ["a", "b", "", "$s", "t1", "ab", "ba", "a*", "x"]
+
+_patterns = st.lists(st.lists(st.sampled_from(_POLICY_LEVELS), min_size=1, max_size=4)
+                     .map("/".join), min_size=1, max_size=3)
+_filters = st.builds(
+    lambda levels, hash_: "/".join(levels + ["#"] * hash_),
+    st.lists(st.sampled_from(_FILTER_LEVELS), min_size=0, max_size=4), st.booleans(),
+).filter(bool)
+
+
+def _subscriber(resources: list[str]) -> Authorizer:
+    return Authorizer({"c": {"accessControl": {PUBSUB: {"c:1": {
+        "operations": [SUBSCRIBE_TO_TOPIC], "resources": resources}}}}}, thing_name="t1")
+
+
+def _allowed(resources: list[str], topic: str) -> bool:
+    return any(compile_resource(r, "t1").fullmatch(topic) for r in resources)
+
+
+@settings(max_examples=400, deadline=None)
+@given(resources=_patterns, topic_filter=_filters, data=st.data())
+def test_an_allowed_filter_never_matches_a_refused_topic(
+        resources: list[str], topic_filter: str, data: st.DataObject) -> None:
+    authorizer = _subscriber(resources)
+    allowed = authorizer.is_authorized("c", PUBSUB, SUBSCRIBE_TO_TOPIC, topic_filter)
+    witness = authorizer.unauthorized_topic("c", PUBSUB, SUBSCRIBE_TO_TOPIC, topic_filter)
+    if not allowed:
+        # Refused only with a reason: a topic the filter matches and no policy allows.
+        assert witness is not None and topic_matches(topic_filter, witness)
+        assert not _allowed(resources, witness)
+        return
+    assert witness is None
+    # Topics the filter matches: each "+" and the "#" filled in at random.
+    levels: list[str] = []
+    for level in topic_filter.split("/"):
+        if level == "+":
+            levels.append(data.draw(st.sampled_from(_TOPIC_LEVELS)))
+        elif level == "#":
+            levels += data.draw(st.lists(st.sampled_from(_TOPIC_LEVELS), max_size=3))
+        else:
+            levels.append(level)
+    if topic_filter.endswith("#") and levels and data.draw(st.booleans()):
+        levels = levels[:-1]  # "a/#" matches "a" too
+    topic = "/".join(levels)
+    if topic and topic_matches(topic_filter, topic):
+        assert _allowed(resources, topic), (topic_filter, topic)
+
+
+def test_a_filter_too_complex_to_check_is_refused_promptly(authorizer: Authorizer) -> None:
+    hostile = "/".join(["+"] * 5000)
+    with pytest.raises(UnauthorizedError, match="too complex"):
+        authorizer.check("com.example.Wildcards", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, hostile)
+    # A policy that allows everything needs no search at all.
+    assert authorizer.is_authorized("com.example.Admin", MQTTPROXY, SUBSCRIBE_TO_IOT_CORE, hostile)

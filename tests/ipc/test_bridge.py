@@ -3,6 +3,10 @@ client certificates, and the on-disk spool across restarts."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +15,7 @@ from typing import Any
 import aiomqtt
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors.ipc import IpcService, MqttBridge, MqttSettings, UnauthorizedError
 from actors.ipc._spool import LOG_NAME, read_log
@@ -151,6 +156,80 @@ async def test_qos1_published_offline_is_delivered_in_order_after_a_runtime_rest
                 await restarted.wait_sent()
     assert got == [str(i).encode() for i in range(50)]
     assert read_log(tmp_path / "spool" / LOG_NAME)[0] == []  # nothing left to resend
+
+
+# A runtime's bridge in its own process: 20 components' worth of concurrent QoS 1
+# publishers, each printing the number of every message its publish accepted.
+_PUBLISHER = """
+import sys
+import anyio
+from pathlib import Path
+from actors.ipc import MqttBridge, MqttSettings
+
+async def main() -> None:
+    bridge = MqttBridge(MqttSettings("127.0.0.1", int(sys.argv[1]), thing_name="test-thing",
+                                     spool_dir=Path(sys.argv[2]), reconnect_min=0.05,
+                                     reconnect_max=0.2))
+    numbers = iter(range(10**9))
+
+    async def publisher() -> None:
+        for i in numbers:
+            await bridge.publish("durable/n", str(i).encode(), qos=1)
+            sys.stdout.write(f"{i}\\n")
+            sys.stdout.flush()
+            await anyio.sleep(0)  # as a component's IPC round trip would
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(bridge.run)
+        for _ in range(20):
+            tg.start_soon(publisher)
+
+anyio.run(main)
+"""
+
+
+async def test_every_qos1_message_accepted_survives_a_kill_9_of_the_runtime(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    broker = mosquitto_factory()
+    broker.stop()  # offline: everything accepted waits in the spool
+    spool = tmp_path / "spool"
+    child = await anyio.open_process(
+        [sys.executable, "-c", _PUBLISHER, str(broker.port), str(spool)], stderr=None)
+    assert child.stdout is not None
+    lines = BufferedByteReceiveStream(child.stdout)
+    accepted: list[str] = []
+    try:
+        with anyio.fail_after(60):
+            while len(accepted) < 1500:
+                accepted.append((await lines.receive_until(b"\n", 64)).decode())
+        os.kill(child.pid, signal.SIGKILL)  # mid-stream, as a power cut or the OOM killer
+        with contextlib.suppress(anyio.IncompleteRead, anyio.EndOfStream):
+            while True:  # what it accepted before it died (a torn last line says nothing)
+                accepted.append((await lines.receive_until(b"\n", 64)).decode())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    # The broker is back and the runtime restarts on the same spool: each accepted
+    # message reaches the broker.
+    await anyio.to_thread.run_sync(broker.start)
+    got: set[bytes] = set()
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as watcher:
+        await watcher.subscribe("durable/#", qos=1)
+        restarted = MqttBridge(settings(broker.port, tmp_path))
+        async with running(restarted):
+            with anyio.fail_after(30):
+                await restarted.wait_sent()
+            with anyio.move_on_after(10):  # the broker's deliveries to the watcher
+                async for message in watcher.messages:
+                    assert isinstance(message.payload, bytes)
+                    got.add(message.payload)
+                    if got >= {n.encode() for n in accepted}:
+                        break
+    lost = {n.encode() for n in accepted} - got
+    assert not lost, f"{len(lost)} of {len(accepted)} accepted messages lost"
 
 
 def test_a_torn_spool_tail_is_ignored(tmp_path: Path) -> None:

@@ -145,6 +145,10 @@ MUTATIONS: list[tuple[str, Any, str]] = [
      "(letters, digits, '.', '_' and '-', at most 128 characters)"),
     ("ComponentName", "x" * 129, "ComponentName: '" + "x" * 129 + "' is not a valid component "
      "name (letters, digits, '.', '_' and '-', at most 128 characters)"),
+    ("ComponentName", "com.example.A\n", "ComponentName: 'com.example.A\\n' is not a valid "
+     "component name (letters, digits, '.', '_' and '-', at most 128 characters)"),
+    ("ComponentVersion", "1.0.0\n", "ComponentVersion: '1.0.0\\n' is not a semantic version "
+     "(major.minor.patch); quote it in YAML"),
     ("ComponentVersion", "1.x", "ComponentVersion: '1.x' is not a semantic version "
      "(major.minor.patch); quote it in YAML"),
     ("ComponentVersion", "1.0", "ComponentVersion: '1.0' is not a semantic version "
