@@ -31,7 +31,7 @@ from anyio.streams.text import TextReceiveStream
 
 from ..config import pointer_get
 from ..kernel import Actor, ActorsError, Later
-from ..recipe import Recipe, Step
+from ..recipe import Recipe, RecipeError, Step
 from ._context import (
     IN_PROCESS,
     SERVE_GRACE,
@@ -253,7 +253,10 @@ class ComponentActor(Actor):
         return env
 
     def _script(self, step: Step) -> str:
-        return interpolate(step.script, self.recipe, self.configuration, self.paths,
+        return self._script_text(step.script)
+
+    def _script_text(self, text: str) -> str:
+        return interpolate(text, self.recipe, self.configuration, self.paths,
                            self.thing_name, self._dependencies)
 
     async def _open(self, name: str, step: Step) -> anyio.abc.Process:
@@ -312,7 +315,12 @@ class ComponentActor(Actor):
         step = self.recipe.lifecycle.get(name)
         if step is None or self._skip(name, step):
             return
-        timeout = step.timeout or DEFAULT_STEP_TIMEOUT.get(name, 120.0)
+        try:  # a Timeout of "{configuration:/...}" is read as a number only now
+            timeout = step.seconds(self._script_text) or DEFAULT_STEP_TIMEOUT.get(name, 120.0)
+        except RecipeError as exc:
+            raise ComponentError(f"component {self.recipe.name}: {name} step: {exc} "
+                                 f"(Lifecycle.{name.capitalize()}.Timeout in "
+                                 f"{self.recipe.path})") from None
         process = await self._open(name, step)
         try:
             with anyio.fail_after(timeout):
@@ -336,6 +344,7 @@ class ComponentActor(Actor):
                              self.thing_name)
         found = shutil.which(target) is not None if kind == "onpath" \
             else (self.paths.work / target).exists()
+        found ^= step.skipif_negated  # "!onpath x": skip unless x is found
         if found:
             log.info("%s: %s step skipped (Skipif: %s %s)", self.recipe.name, name, kind, target)
         return found
