@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # loaded on first use: start-up with nothing to resolve skips it
     from semantic_version import NpmSpec
 
-from ..recipe import Recipe, RecipeError
+from ..recipe import Recipe, RecipeError, npm_range
 
 
 class ResolutionError(RecipeError):
@@ -65,15 +65,12 @@ def _describe(name: str, reqs: Sequence[Requirement], available: Sequence[Recipe
 def resolve(groups: Mapping[str, Mapping[str, str]],
             available: Mapping[str, Sequence[Recipe]]) -> dict[str, Recipe]:
     """Pick one recipe per component; raises :class:`ResolutionError`."""
-    from semantic_version import NpmSpec
-
     requirements: dict[str, list[Requirement]] = {}
     order: list[str] = []
     for group, roots in sorted(groups.items()):
         for name, version in roots.items():
-            text = _exact(str(version).strip() or "*")
             try:
-                NpmSpec(text)
+                text = npm_range(_exact(str(version).strip() or "*"))
             except ValueError:
                 raise ResolutionError(
                     f"group {group}: {name}: {version!r} is not a version or semver range"

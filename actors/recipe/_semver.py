@@ -61,5 +61,10 @@ def npm_range(text: str) -> str:
             out += token
         previous = token
     canonical = " ".join(out.split()) or "*"
-    NpmSpec(canonical)  # raises ValueError
+    try:
+        NpmSpec(canonical)
+    except ValueError:
+        raise
+    except Exception as exc:  # semantic_version fails on some texts with other errors
+        raise ValueError(f"not a range: {exc}") from None
     return canonical
