@@ -29,11 +29,14 @@ def _root(parser: argparse.ArgumentParser) -> None:
 
 
 def _deployment_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
-                        help="folder of recipe files for the local deployment")
-    parser.add_argument("--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
-                        help="folder of artifacts laid out as <name>/<version>/...")
-    parser.add_argument("--merge", action="append", default=[], metavar="NAME=VERSION",
+    parser.add_argument("-r", "--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
+                        help="folder of recipe files for the local deployment (several "
+                        "versions of a component may be there)")
+    parser.add_argument("-a", "--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
+                        help="folder of artifacts laid out as <name>/<version>/...: each "
+                        "deployed version's whole folder is copied in as its artifacts, again "
+                        "at each deployment")
+    parser.add_argument("-m", "--merge", action="append", default=[], metavar="NAME=VERSION",
                         help="add or update a root component (repeatable)")
     parser.add_argument("--remove", action="append", default=[], metavar="NAME",
                         help="remove a root component (repeatable)")
