@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from ._context import (
     Publisher,
     load_entry_point,
 )
+from ._environment import component_environment
 
 log = logging.getLogger("actors.component")
 
@@ -240,11 +240,10 @@ class ComponentActor(Actor):
             self._on_state(self.recipe.name, state, reason)
 
     def _env(self, step: Step) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self._environment)  # SVCUID, the IPC socket path, region, ...
-        # `python3` in a recipe is the runtime's own interpreter (its virtual
-        # environment), so components see the packages the runtime has.
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        # Greengrass's environment, not the runtime's: the system's PATH (python3 and
+        # pip3 are not the runtime's), HOME the work folder, SVCUID, the IPC socket...
+        env = component_environment(os.environ, self._environment, self.paths.work,
+                                    self.thing_name)
         env.update(self.recipe.setenv)
         env.update(step.setenv)
         env["AWS_IOT_THING_NAME"] = self.thing_name
