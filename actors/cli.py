@@ -29,11 +29,14 @@ def _root(parser: argparse.ArgumentParser) -> None:
 
 
 def _deployment_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
-                        help="folder of recipe files for the local deployment")
-    parser.add_argument("--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
-                        help="folder of artifacts laid out as <name>/<version>/...")
-    parser.add_argument("--merge", action="append", default=[], metavar="NAME=VERSION",
+    parser.add_argument("-r", "--recipeDir", "--recipe-dir", dest="recipe_dir", type=Path,
+                        help="folder of recipe files for the local deployment (several "
+                        "versions of a component may be there)")
+    parser.add_argument("-a", "--artifactDir", "--artifact-dir", dest="artifact_dir", type=Path,
+                        help="folder of artifacts laid out as <name>/<version>/...: each "
+                        "deployed version's whole folder is copied in as its artifacts, again "
+                        "at each deployment")
+    parser.add_argument("-m", "--merge", action="append", default=[], metavar="NAME=VERSION",
                         help="add or update a root component (repeatable)")
     parser.add_argument("--remove", action="append", default=[], metavar="NAME",
                         help="remove a root component (repeatable)")
@@ -130,8 +133,13 @@ def _parser() -> argparse.ArgumentParser:
     recipe = sub.add_parser("recipe", help="recipe tools")
     rsub = recipe.add_subparsers(dest="verb", required=True)
     p = rsub.add_parser("check", help="validate recipe files offline",
-                        description="Validate recipes: exit 0 when all are valid, otherwise "
-                        "print each error (file, key path, what is expected) and exit 1.")
+                        description="Validate recipes as Greengrass would, whatever machine "
+                        "this is: exit 0 when all are valid, otherwise print each error (file, "
+                        "key path, what is expected) and exit 1. Warnings (a placeholder "
+                        "Digest, no manifest for the platform) do not fail the check.")
+    p.add_argument("--platform", metavar="KEY=VALUE,...",
+                   help="the device to select manifests for, e.g. os=linux,architecture=arm "
+                   "(default: this machine; keys as in a manifest's Platform)")
     p.add_argument("files", nargs="+", type=Path)
 
     bench = sub.add_parser("bench", help="run the benchmark harness (python -m bench)",
@@ -420,18 +428,29 @@ def _logs(args: argparse.Namespace) -> int:
         time.sleep(0.2)
 
 
-def _check(files: list[Path]) -> int:
-    from .recipe import RecipeError, load_recipe
+def _check(files: list[Path], platform: str | None = None) -> int:
+    from .recipe import RecipeError, detect_platform, load_recipe
 
+    override: dict[str, str] = {}
+    for item in (platform or "").split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise SystemExit(f"edge-actors: --platform: expected KEY=VALUE,..., got {item!r}")
+        override[key.strip()] = value.strip()
+    device = detect_platform(override) if override else None
     failed = 0
     for path in files:
         try:
-            recipe = load_recipe(path)
+            recipe = load_recipe(path, device)
         except RecipeError as exc:
             print(exc, file=sys.stderr)
             failed += 1
         else:
-            print(f"{path}: ok ({recipe.name} {recipe.version})")
+            print(f"{path}: ok ({recipe.name} {recipe.version}, for {recipe.platform})")
+            for warning in recipe.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -454,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         return _bench(args.args)
     if args.command == "recipe":
-        return _check(args.files)
+        return _check(args.files, args.platform)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run

@@ -29,6 +29,7 @@ from ._errors import (
     UnsafeArchive,
     UnsupportedEncryption,
 )
+from ._local import local_folder
 from ._progress import Progress, ProgressCallback, progress_bar
 from ._s3_rules import S3Settings
 from ._spec import (
@@ -83,6 +84,7 @@ __all__ = [
     "artifacts_path",
     "decompressed_path",
     "hash_file",
+    "local_folder",
     "parse_digest",
     "progress_bar",
 ]

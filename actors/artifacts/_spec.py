@@ -51,7 +51,8 @@ class Permission:
 class ArtifactSpec:
     """One recipe artifact.
 
-    ``uri`` is ``s3://bucket/key``, ``file:///abs/path`` or a plain path;
+    ``uri`` is ``s3://bucket/key``, ``greengrass:<file>`` (a local deployment's
+    ``--artifactDir`` holds it), ``file:///abs/path`` or a plain path;
     ``digest`` is the recipe's ``Digest``: the base64 of the raw hash, as
     Greengrass computes it (``None`` for local development artifacts: the
     content is then hashed but not checked, and never served from the cache
@@ -69,7 +70,8 @@ class ArtifactSpec:
         """The name the artifact gets under ``{artifacts:path}``: the URI's last segment."""
         parts = urlsplit(self.uri)
         # S3 keys are taken as written (Greengrass does not percent-decode them).
-        path = {"s3": parts.path, "file": unquote(parts.path)}.get(parts.scheme, self.uri)
+        path = {"s3": parts.path, "file": unquote(parts.path),
+                "greengrass": parts.netloc + parts.path}.get(parts.scheme, self.uri)
         name = posixpath.basename(path.rstrip("/"))
         if not name or name in (".", ".."):
             raise ArtifactSpecError(f"artifact {self.uri!r}: the URI names no file")

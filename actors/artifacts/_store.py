@@ -22,6 +22,7 @@ verified; after a failure nothing it made is left in the store.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shutil
@@ -39,17 +40,18 @@ import orjson
 from . import _spec
 from ._digest import Digest, hash_name, parse_digest
 from ._errors import ArtifactDiskFull, ArtifactSpecError, DigestMismatch
-from ._local import copy_hashing, local_source
+from ._local import copy_hashing, folder_files, local_folder, local_source
 from ._progress import ProgressCallback, RateMeter
 from ._s3_rules import Counters, S3Settings, check_bucket_name, split_s3_uri
 from ._sink import PartFile
-from ._spec import ArtifactSpec, FetchedArtifacts, FetchStatistics, Unarchive
+from ._spec import Access, ArtifactSpec, FetchedArtifacts, FetchStatistics, Permission, Unarchive
 from ._unzip import UnarchiveLimits, extract_zip, folder_mode, force_rmtree, make_read_only
 
 if TYPE_CHECKING:
     from ._s3 import S3Source
 
 CACHE, STATE, TMP = "artifact-cache", "artifact-state", "artifact-tmp"
+log = logging.getLogger("actors.artifacts")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -67,6 +69,11 @@ class _Planned:
     spec: ArtifactSpec
     digest: Digest | None
     local: Path | None
+    path: str = ""  # under {artifacts:path}, when not the URI's file name (folder files)
+
+    @property
+    def target(self) -> str:
+        return self.path or self.spec.filename
 
 
 @dataclass
@@ -142,10 +149,13 @@ class ArtifactStore:
                     artifact_dir: Path | None = None) -> FetchedArtifacts:
         """Put ``artifacts`` in place for ``component`` ``version`` and return where they are.
 
-        ``artifact_dir`` is a local deployment's ``--artifactDir``
-        (``<dir>/<name>/<version>/<file>`` is used instead of the URI when it
-        exists). Raises an :class:`ArtifactError` subclass naming the artifact
-        and what to do; the store is then as it was before the call.
+        ``artifact_dir`` is a local deployment's ``--artifactDir``: the whole
+        ``<dir>/<name>/<version>/`` folder is copied in (as the Greengrass CLI
+        does), and ``<dir>/<name>/<version>/<file>`` is used instead of a recipe
+        URI naming that file. ``docker:`` images are not files: they are left to
+        Docker (this runtime pulls none). Raises an :class:`ArtifactError`
+        subclass naming the artifact and what to do; the store is then as it was
+        before the call.
         """
         for what, value in (("component name", component), ("component version", version)):
             if not _SAFE_NAME.fullmatch(value):
@@ -200,6 +210,10 @@ class ArtifactStore:
         names: dict[str, str] = {}
         for spec in artifacts:
             where = f"{spec.uri} of {component} {version}"
+            if spec.uri.lower().startswith("docker:"):
+                log.warning("artifact %s: a Docker image, not a file: this runtime does not "
+                            "pull images (run `docker pull` on the device)", where)
+                continue
             if spec.uri.startswith("s3://"):
                 split_s3_uri(spec.uri)
             if spec.filename in names:
@@ -214,6 +228,16 @@ class ArtifactStore:
                 bucket, _key = split_s3_uri(spec.uri)
                 check_bucket_name(bucket, spec.uri)
             planned.append(_Planned(spec, digest, local))
+        folder = local_folder(artifact_dir, component, version)
+        if folder is not None:  # the rest of the folder, each file with its own mode
+            for relative, path, mode in folder_files(folder):
+                if relative in names:
+                    continue  # a recipe artifact: its Permission and Unarchive apply
+                permission = Permission(
+                    Access.ALL if mode & 0o004 else Access.OWNER,
+                    Access.ALL if mode & 0o001 else Access.OWNER if mode & 0o111 else Access.NONE)
+                planned.append(_Planned(ArtifactSpec(path.as_uri(), permission=permission),
+                                        None, path, relative))
         return planned
 
     def _is_current(self, component: str, version: str, planned: list[_Planned],
@@ -228,7 +252,7 @@ class ArtifactStore:
             return False
         folder = self.artifacts_path(component, version)
         unarchived = self.decompressed_path(component, version)
-        return all((folder / p.spec.filename).exists() and (
+        return all((folder / p.target).exists() and (
             p.spec.unarchive is not Unarchive.ZIP or (unarchived / p.spec.archive_folder).is_dir())
             for p in planned)
 
@@ -237,7 +261,7 @@ class ArtifactStore:
         path = self.artifacts_path(component, version)
         return FetchedArtifacts(component, version, path,
                                 self.decompressed_path(component, version),
-                                {p.spec.uri: path / p.spec.filename for p in planned}, stats)
+                                {p.spec.uri: path / p.target for p in planned}, stats)
 
     async def _install(self, job: _Fetch, item: _Planned, staging: Path,
                        progress: ProgressCallback | None) -> None:
@@ -248,7 +272,9 @@ class ArtifactStore:
         try:
             blob = await self._blob(job, item, mode, progress)
             stage = "installed"
-            installed = staging / "artifacts" / spec.filename
+            installed = staging / "artifacts" / item.target
+            if item.path:  # a folder file, perhaps in a subfolder
+                await anyio.Path(installed.parent).mkdir(parents=True, exist_ok=True)
             await anyio.to_thread.run_sync(_link_or_copy, blob, installed)
             if spec.unarchive is Unarchive.ZIP:
                 stage = "unpacked"
@@ -447,6 +473,7 @@ def _state(planned: Iterable[_Planned]) -> bytes:
         spec["unarchive"] = p.spec.unarchive.value
         spec["permission"] = {"read": p.spec.permission.read.value,
                               "execute": p.spec.permission.execute.value}
+        spec["path"] = p.target
         return spec
 
     return orjson.dumps([entry(p) for p in planned])

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from anyio.streams.text import TextReceiveStream
 
 from ..config import pointer_get
 from ..kernel import Actor, ActorsError, Later
-from ..recipe import Recipe, Step
+from ..recipe import Recipe, RecipeError, Step
 from ._context import (
     IN_PROCESS,
     SERVE_GRACE,
@@ -40,6 +39,7 @@ from ._context import (
     Publisher,
     load_entry_point,
 )
+from ._environment import component_environment
 
 log = logging.getLogger("actors.component")
 
@@ -236,11 +236,10 @@ class ComponentActor(Actor):
             self._on_state(self.recipe.name, state, reason)
 
     def _env(self, step: Step) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self._environment)  # SVCUID, the IPC socket path, region, ...
-        # `python3` in a recipe is the runtime's own interpreter (its virtual
-        # environment), so components see the packages the runtime has.
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        # Greengrass's environment, not the runtime's: the system's PATH (python3 and
+        # pip3 are not the runtime's), HOME the work folder, SVCUID, the IPC socket...
+        env = component_environment(os.environ, self._environment, self.paths.work,
+                                    self.thing_name)
         env.update(self.recipe.setenv)
         env.update(step.setenv)
         env["AWS_IOT_THING_NAME"] = self.thing_name
@@ -249,7 +248,10 @@ class ComponentActor(Actor):
         return env
 
     def _script(self, step: Step) -> str:
-        return interpolate(step.script, self.recipe, self.configuration, self.paths,
+        return self._script_text(step.script)
+
+    def _script_text(self, text: str) -> str:
+        return interpolate(text, self.recipe, self.configuration, self.paths,
                            self.thing_name, self._dependencies)
 
     async def _open(self, name: str, step: Step) -> anyio.abc.Process:
@@ -308,7 +310,12 @@ class ComponentActor(Actor):
         step = self.recipe.lifecycle.get(name)
         if step is None or self._skip(name, step):
             return
-        timeout = step.timeout or DEFAULT_STEP_TIMEOUT.get(name, 120.0)
+        try:  # a Timeout of "{configuration:/...}" is read as a number only now
+            timeout = step.seconds(self._script_text) or DEFAULT_STEP_TIMEOUT.get(name, 120.0)
+        except RecipeError as exc:
+            raise ComponentError(f"component {self.recipe.name}: {name} step: {exc} "
+                                 f"(Lifecycle.{name.capitalize()}.Timeout in "
+                                 f"{self.recipe.path})") from None
         process = await self._open(name, step)
         try:
             with anyio.fail_after(timeout):
@@ -332,6 +339,7 @@ class ComponentActor(Actor):
                              self.thing_name)
         found = shutil.which(target) is not None if kind == "onpath" \
             else (self.paths.work / target).exists()
+        found ^= step.skipif_negated  # "!onpath x": skip unless x is found
         if found:
             log.info("%s: %s step skipped (Skipif: %s %s)", self.recipe.name, name, kind, target)
         return found

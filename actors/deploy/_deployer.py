@@ -39,6 +39,7 @@ from ..artifacts import (
     ProgressCallback,
     S3Settings,
     Unarchive,
+    local_folder,
 )
 from ..config import ConfigError, JsonStore, apply_update, deep_merge
 from ..host import (
@@ -296,7 +297,9 @@ class DeploymentActor(Actor):
             brought = {(r.name, r.version) for r in new_recipes}
             for deployed in stored.values():
                 recipe = deployed.recipe
-                if (recipe.name, recipe.version) in installed - brought:
+                # An --artifactDir folder for it is copied again, as the Greengrass CLI does.
+                if (recipe.name, recipe.version) in installed - brought and local_folder(
+                        request.artifact_dir, recipe.name, recipe.version) is None:
                     continue
                 await self.artifacts.fetch(recipe.name, recipe.version,
                                            [artifact_spec(a) for a in recipe.artifacts],

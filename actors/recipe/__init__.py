@@ -17,6 +17,7 @@ from ._model import (
     Step,
 )
 from ._platform import Platform, detect_platform, platform_matches
+from ._semver import npm_range
 
 __all__ = [
     "LIFECYCLE_STEPS",
@@ -33,6 +34,7 @@ __all__ = [
     "get",
     "load_recipe",
     "load_recipe_dir",
+    "npm_range",
     "parse_recipe",
     "platform_matches",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # loaded on first use: a runtime with nothing deployed never 
 from ..kernel import ActorsError
 
 RECIPE_FORMAT = "2020-01-25"
-LIFECYCLE_STEPS = ("bootstrap", "install", "startup", "run", "shutdown", "recover")
+LIFECYCLE_STEPS = ("bootstrap", "install", "startup", "run", "shutdown", "recover", "uninstall")
 
 
 class RecipeError(ActorsError, ValueError):
@@ -45,10 +46,41 @@ class Step:
     ``python:module:attr`` entry point), its timeout and conditions."""
 
     script: str
-    timeout: float | None = None
+    #: Seconds, or a text with recipe variables (``{configuration:/timeout}``)
+    #: that is read as a number when the step runs (see :meth:`seconds`).
+    timeout: float | str | None = None
     requires_privilege: bool = False
     setenv: Mapping[str, str] = field(default_factory=dict)
     skipif: tuple[str, str] | None = None  # ("onpath", exe) or ("exists", path)
+    skipif_negated: bool = False  # Skipif: "!onpath exe": skip when it is NOT found
+    bootstrap_on_rollback: bool = False  # Bootstrap.BootstrapOnRollback
+
+    def seconds(self, interpolate: Callable[[str], str]) -> float | None:
+        """The step's timeout in seconds, its recipe variables filled in by
+        ``interpolate``; raises :class:`RecipeError` when that is not a positive number."""
+        if not isinstance(self.timeout, str):
+            return self.timeout
+        text = interpolate(self.timeout)
+        value = timeout_seconds(text)
+        if value is None:
+            raise RecipeError(f"Timeout {self.timeout!r} is {text!r} once its variables are "
+                              "filled in; expected a positive number of seconds")
+        return value
+
+
+def timeout_seconds(value: Any) -> float | None:
+    """A Timeout value as seconds (a number, or a text holding one), or None when it is not
+    a positive number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -66,8 +98,19 @@ class Artifact:
     permission: Permission = field(default_factory=Permission)
 
     @property
+    def scheme(self) -> str:
+        """``s3``, ``greengrass``, ``docker`` or ``file`` (lower case)."""
+        scheme, colon, _rest = self.uri.partition(":")
+        return scheme.lower() if colon else ""
+
+    @property
     def filename(self) -> str:
-        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+        """The name under ``{artifacts:path}``: the URI's last path segment (a
+        ``docker:`` image is no file: its filename is its whole reference)."""
+        if self.scheme == "docker":
+            return self.uri
+        rest = self.uri.partition(":")[2] if self.scheme else self.uri
+        return rest.rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -88,6 +131,12 @@ class Recipe:
     artifacts: tuple[Artifact, ...]
     platform: str  # the label of the platform it was resolved for
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    #: False when no manifest matches the platform: it cannot be deployed there.
+    matched: bool = True
+    #: What a user should know but that does not stop the recipe (each names the
+    #: file and key): a placeholder Digest, no manifest for this platform...
+    warnings: tuple[str, ...] = ()
+    error_reset_time: float | None = None  # Lifecycle.ErrorResetTime, seconds
 
     @property
     def semver(self) -> Version:

@@ -89,7 +89,7 @@ def test_cli_errors_name_what_to_do(tmp_path: Path) -> None:
     checked = subprocess.run([*CLI, "recipe", "check", str(good), str(bad)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 1
-    assert f"{good}: ok (test.Ok 1.0.0)" in checked.stdout
+    assert f"{good}: ok (test.Ok 1.0.0, for linux/" in checked.stdout
     assert f"{bad}: ComponentVersion: 1 is not a semantic version" in checked.stderr
 
 

@@ -39,7 +39,7 @@ async def test_a_component_process_publishes_through_the_socket(tmp_path: Path) 
               operations: [aws.greengrass#PublishToTopic]
               resources: [sensors/+]
     """, lifecycle=f"""\
-        Run: python3 -u {tmp_path / "publisher.py"}
+        Run: '"$EDGE_ACTORS_PYTHON" -u {tmp_path / "publisher.py"}'  # awsiotsdk is the runtime's
     """)
     lines: list[str] = []
     nucleus = Nucleus(tmp_path / "root")
@@ -96,7 +96,7 @@ async def test_publish_to_iot_core_reaches_the_configured_mqtt_broker(tmp_path: 
                   operations: [aws.greengrass#PublishToIoTCore]
                   resources: [things/edge/#]
         """, lifecycle=f"""\
-            Run: python3 -u {tmp_path / "iot.py"}
+            Run: '"$EDGE_ACTORS_PYTHON" -u {tmp_path / "iot.py"}'  # awsiotsdk is the runtime's
         """)
         settings = MqttSettings("127.0.0.1", broker.port)
         async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as watcher:

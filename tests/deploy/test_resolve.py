@@ -110,3 +110,17 @@ def test_bad_updates_name_the_component() -> None:
         apply_update("c", {}, DEFAULTS, {"reset": ["Topic"]})
     with pytest.raises(ConfigError, match="c: configurationUpdate has unknown keys"):
         apply_update("c", {}, DEFAULTS, {"MERG": {}})
+
+
+def test_a_recipe_for_another_platform_is_never_chosen() -> None:
+    arm_only = parse_recipe({
+        "RecipeFormatVersion": "2020-01-25", "ComponentName": "lib", "ComponentVersion": "2.0.0",
+        "Manifests": [{"Platform": {"os": "linux", "architecture": "aarch64"},
+                       "Lifecycle": {"Run": "echo arm"}}]}, Path("lib-2.0.0.yaml"), DEVICE)
+    assert not arm_only.matched
+    available = catalog(make("app", "1.0.0", lib="*"), make("lib", "1.0.0"), arm_only)
+    assert versions(resolve({"g": {"app": "1.0.0"}}, available))["lib"] == "1.0.0"
+    with pytest.raises(ResolutionError, match=r"app 1.0.0 requires >=2.0.0 \(available: 1.0.0, "
+                       r"2.0.0 \(no manifest for linux/amd64\)\)"):
+        resolve({"g": {"app": "1.0.0"}}, catalog(make("app", "1.0.0", lib=">=2.0.0"),
+                                                 make("lib", "1.0.0"), arm_only))
