@@ -292,3 +292,23 @@ async def test_the_spool_is_bounded_and_compacts_atomically(tmp_path: Path) -> N
     pending, _, _ = read_log(tmp_path / LOG_NAME)
     assert [r.seq for r in pending] == list(range(kept - 10, kept))
     assert records[0].seq == 0 and not (tmp_path / "spool.tmp").exists()
+
+
+@pytest.mark.parametrize("policy", ["always", "interval", "never"])
+async def test_a_qos1_record_is_in_the_log_when_its_publish_returns(
+        tmp_path: Path, policy: str) -> None:
+    from actors.ipc import Spool
+
+    spool = Spool(tmp_path, fsync=policy, fsync_interval=0.05)  # type: ignore[arg-type]
+    spool.load()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(spool.run)
+        for i in range(3):
+            records = [spool.append("t/durable", f"{i}.{j}".encode(), 1) for j in range(5)]
+            with anyio.fail_after(5):
+                for record in records:
+                    await spool.wait_durable(record)
+            # What a kill -9 right now would leave: every accepted record.
+            on_disk = [r.payload for r in read_log(tmp_path / LOG_NAME)[0]]
+            assert on_disk[-5:] == [f"{i}.{j}".encode() for j in range(5)]
+        tg.cancel_scope.cancel()
