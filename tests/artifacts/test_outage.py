@@ -41,16 +41,16 @@ async def test_a_download_waits_out_a_server_outage_and_resumes(
 
     def on_progress(report: Progress) -> None:
         if not gone.is_set() and report.done >= 2 * MiB:
-            gone.set()  # the outage starts mid-download
+            proxy.go_away()  # mid-download, before another byte is fetched
+            gone.set()
 
     async def outage() -> None:
         await gone.wait()
-        await anyio.to_thread.run_sync(proxy.go_away)
         await anyio.sleep(OUTAGE)
         proxy.come_back()
         back_at.append(time.monotonic())
 
-    # Slow reads so that the outage lands mid-download; a short window keeps the test short.
+    # A short window keeps the test short.
     settings = through.settings(part_size=MiB, chunk_size=256 << 10, concurrency=2,
                                 backoff=0.2, backoff_max=1.0, retry_window=30.0)
     async with ArtifactStore(tmp_path, settings) as store, anyio.create_task_group() as group:
