@@ -431,6 +431,11 @@ def parse_recipe(data: Any, path: Path, device: Platform | None = None) -> Recip
     if not isinstance(version, str) or not _SEMVER.fullmatch(version):
         raise ctx.fail("ComponentVersion", f"{_short(version)} is not a semantic version "
                        "(major.minor.patch); quote it in YAML")
+    # The limits of Greengrass's recipe model (component-common's ComponentRecipe).
+    if len(version) > 64 or any(int(n) > 999_999 for n in
+                                re.split(r"[-+]", version, maxsplit=1)[0].split(".")):
+        raise ctx.fail("ComponentVersion", f"{_short(version)}: Greengrass allows at most 64 "
+                       "characters and 6 digits in each of major, minor and patch")
     ctype = str(get(data, "ComponentType") or "aws.greengrass.generic")
     if ctype not in _TYPES:
         raise ctx.fail("ComponentType", f"expected one of {', '.join(_TYPES)}, "

@@ -153,6 +153,10 @@ MUTATIONS: list[tuple[str, Any, str]] = [
      "(major.minor.patch); quote it in YAML"),
     ("ComponentVersion", 1.0, "ComponentVersion: 1.0 is not a semantic version "
      "(major.minor.patch); quote it in YAML"),
+    ("ComponentVersion", "1000000.0.0", "ComponentVersion: '1000000.0.0': Greengrass allows "
+     "at most 64 characters and 6 digits in each of major, minor and patch"),
+    ("ComponentVersion", "1.0.0-" + "a" * 60, "ComponentVersion: '1.0.0-" + "a" * 60 + "': "
+     "Greengrass allows at most 64 characters and 6 digits in each of major, minor and patch"),
     ("ComponentVersion", _DELETE, "ComponentVersion: None is not a semantic version "
      "(major.minor.patch); quote it in YAML"),
     ("ComponentType", "aws.greengrass.docker", "ComponentType: expected one of "
