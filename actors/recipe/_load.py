@@ -325,16 +325,7 @@ def _artifacts(ctx: _Ctx, where: str, raw: Any) -> tuple[Artifact, ...]:
                            f"got {algorithm[:100]!r}")
         digest = get(body, "Digest")
         if digest is not None:
-            try:
-                size = len(base64.b64decode(str(digest), validate=True))
-            except (binascii.Error, ValueError):
-                size = -1
-            if size != _ALGORITHMS[algorithm]:
-                # The cloud computes digests when a component is published (a
-                # recipe's placeholder is replaced then): only a real one is checked.
-                ctx.warn(f"{at}.Digest", f"{str(digest)[:100]!r} is not a base64 {algorithm} "
-                         "digest (a placeholder?); the artifact is not checked against it")
-                digest = None
+            digest = _digest(ctx, f"{at}.Digest", str(digest), algorithm)
         unarchive = str(get(body, "Unarchive") or "NONE").upper()
         if unarchive not in ("NONE", "ZIP"):
             raise ctx.fail(f"{at}.Unarchive", f"expected NONE or ZIP, got {unarchive[:100]!r}")
@@ -354,6 +345,31 @@ def _artifacts(ctx: _Ctx, where: str, raw: Any) -> tuple[Artifact, ...]:
         seen.add(artifact.filename)
         out.append(artifact)
     return tuple(out)
+
+
+def _digest(ctx: _Ctx, where: str, digest: str, algorithm: str) -> str | None:
+    """A real digest (base64, as Greengrass writes it); None, with a warning, for a
+    placeholder that publishing replaces (the cloud computes digests then). A real
+    digest in the wrong form is refused: Greengrass would fail the download on it."""
+    text = digest.strip()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = None
+    if raw is not None and len(raw) == _ALGORITHMS[algorithm]:
+        return text
+    sizes = {size: name for name, size in _ALGORITHMS.items()}
+    # Hex first: 64 hex digits are also valid base64 (of 48 bytes).
+    if re.fullmatch(r"[0-9a-fA-F]+", text) and len(text) // 2 in sizes and len(text) % 2 == 0:
+        encoded = base64.b64encode(bytes.fromhex(text)).decode()
+        raise ctx.fail(where, f"{text[:100]!r} is a hex digest; Greengrass writes Digest in "
+                       f"base64: {encoded!r}")
+    if raw is not None and len(raw) in sizes:
+        raise ctx.fail(where, f"{text[:100]!r} is a base64 {sizes[len(raw)]} digest, but "
+                       f"Algorithm is {algorithm}; make them agree")
+    ctx.warn(where, f"{text[:100]!r} is not a base64 {algorithm} digest (a placeholder?); "
+             "the artifact is not checked against it")
+    return None
 
 
 def _check_shape(ctx: _Ctx, data: Any) -> None:
