@@ -133,6 +133,8 @@ def _unknown(ctx: _Ctx, where: str, key: Any, known: tuple[str, ...]) -> RecipeE
     close = [k for k in known if len(lowered) >= 3 and k.lower().startswith(lowered)] or \
         difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else f"; expected one of {', '.join(known)}"
+    if not close and where == "Lifecycle":  # the global Lifecycle: a selection name?
+        hint += " (or, for a selection, name it in a manifest's Selections)"
     return ctx.fail(f"{where}.{key}" if where else key, f"unknown key{hint}")
 
 
