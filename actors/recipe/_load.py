@@ -133,6 +133,8 @@ def _unknown(ctx: _Ctx, where: str, key: Any, known: tuple[str, ...]) -> RecipeE
     close = [k for k in known if len(lowered) >= 3 and k.lower().startswith(lowered)] or \
         difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else f"; expected one of {', '.join(known)}"
+    if not close and where == "Lifecycle":  # the global Lifecycle: a selection name?
+        hint += " (or, for a selection, name it in a manifest's Selections)"
     return ctx.fail(f"{where}.{key}" if where else key, f"unknown key{hint}")
 
 
@@ -325,16 +327,7 @@ def _artifacts(ctx: _Ctx, where: str, raw: Any) -> tuple[Artifact, ...]:
                            f"got {algorithm[:100]!r}")
         digest = get(body, "Digest")
         if digest is not None:
-            try:
-                size = len(base64.b64decode(str(digest), validate=True))
-            except (binascii.Error, ValueError):
-                size = -1
-            if size != _ALGORITHMS[algorithm]:
-                # The cloud computes digests when a component is published (a
-                # recipe's placeholder is replaced then): only a real one is checked.
-                ctx.warn(f"{at}.Digest", f"{str(digest)[:100]!r} is not a base64 {algorithm} "
-                         "digest (a placeholder?); the artifact is not checked against it")
-                digest = None
+            digest = _digest(ctx, f"{at}.Digest", str(digest), algorithm)
         unarchive = str(get(body, "Unarchive") or "NONE").upper()
         if unarchive not in ("NONE", "ZIP"):
             raise ctx.fail(f"{at}.Unarchive", f"expected NONE or ZIP, got {unarchive[:100]!r}")
@@ -354,6 +347,31 @@ def _artifacts(ctx: _Ctx, where: str, raw: Any) -> tuple[Artifact, ...]:
         seen.add(artifact.filename)
         out.append(artifact)
     return tuple(out)
+
+
+def _digest(ctx: _Ctx, where: str, digest: str, algorithm: str) -> str | None:
+    """A real digest (base64, as Greengrass writes it); None, with a warning, for a
+    placeholder that publishing replaces (the cloud computes digests then). A real
+    digest in the wrong form is refused: Greengrass would fail the download on it."""
+    text = digest.strip()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = None
+    if raw is not None and len(raw) == _ALGORITHMS[algorithm]:
+        return text
+    sizes = {size: name for name, size in _ALGORITHMS.items()}
+    # Hex first: 64 hex digits are also valid base64 (of 48 bytes).
+    if re.fullmatch(r"[0-9a-fA-F]+", text) and len(text) // 2 in sizes and len(text) % 2 == 0:
+        encoded = base64.b64encode(bytes.fromhex(text)).decode()
+        raise ctx.fail(where, f"{text[:100]!r} is a hex digest; Greengrass writes Digest in "
+                       f"base64: {encoded!r}")
+    if raw is not None and len(raw) in sizes:
+        raise ctx.fail(where, f"{text[:100]!r} is a base64 {sizes[len(raw)]} digest, but "
+                       f"Algorithm is {algorithm}; make them agree")
+    ctx.warn(where, f"{text[:100]!r} is not a base64 {algorithm} digest (a placeholder?); "
+             "the artifact is not checked against it")
+    return None
 
 
 def _check_shape(ctx: _Ctx, data: Any) -> None:
@@ -431,6 +449,11 @@ def parse_recipe(data: Any, path: Path, device: Platform | None = None) -> Recip
     if not isinstance(version, str) or not _SEMVER.fullmatch(version):
         raise ctx.fail("ComponentVersion", f"{_short(version)} is not a semantic version "
                        "(major.minor.patch); quote it in YAML")
+    # The limits of Greengrass's recipe model (component-common's ComponentRecipe).
+    if len(version) > 64 or any(int(n) > 999_999 for n in
+                                re.split(r"[-+]", version, maxsplit=1)[0].split(".")):
+        raise ctx.fail("ComponentVersion", f"{_short(version)}: Greengrass allows at most 64 "
+                       "characters and 6 digits in each of major, minor and patch")
     ctype = str(get(data, "ComponentType") or "aws.greengrass.generic")
     if ctype not in _TYPES:
         raise ctx.fail("ComponentType", f"expected one of {', '.join(_TYPES)}, "

@@ -120,13 +120,15 @@ KEYS = ["RecipeFormatVersion", "ComponentName", "ComponentVersion", "Manifests",
         "Platform", "Artifacts", "URI", "Digest", "Timeout", "Script", "Run", "Setenv",
         "Skipif", "Selections", "ComponentDependencies", "VersionRequirement", "all", "os",
         "DefaultConfiguration", "ComponentConfiguration", "Permission", "Unarchive"]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+INTS = st.integers(-(2**63), 2**63 - 1)  # what JSON files hold (orjson's range)
+SCALARS = st.one_of(st.none(), st.booleans(), INTS, st.floats(),
+                    st.text(max_size=20),
                     st.sampled_from(["s3://b/k", "greengrass:x.zip", "docker:a:b", ">= 1.0.0",
                                      "{configuration:/t}", "!onpath sh", "1.0.0", "linux",
                                      "/a(/", "2020-01-25", "*"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers()),
+    st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8), INTS),
                     inner, max_size=4)), max_leaves=30)
 
 

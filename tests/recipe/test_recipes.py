@@ -157,6 +157,10 @@ MUTATIONS: list[tuple[str, Any, str]] = [
      "(major.minor.patch); quote it in YAML"),
     ("ComponentVersion", 1.0, "ComponentVersion: 1.0 is not a semantic version "
      "(major.minor.patch); quote it in YAML"),
+    ("ComponentVersion", "1000000.0.0", "ComponentVersion: '1000000.0.0': Greengrass allows "
+     "at most 64 characters and 6 digits in each of major, minor and patch"),
+    ("ComponentVersion", "1.0.0-" + "a" * 60, "ComponentVersion: '1.0.0-" + "a" * 60 + "': "
+     "Greengrass allows at most 64 characters and 6 digits in each of major, minor and patch"),
     ("ComponentVersion", _DELETE, "ComponentVersion: None is not a semantic version "
      "(major.minor.patch); quote it in YAML"),
     ("ComponentType", "aws.greengrass.docker", "ComponentType: expected one of "
@@ -257,6 +261,13 @@ MUTATIONS: list[tuple[str, Any, str]] = [
      "own) file:///path"),
     (f"{A0}/URI", "s3://models/model.zip", "Manifests[0].Artifacts[1].URI: two artifacts are "
      "named 'model.zip'"),
+    (f"{A0}/Algorithm", "SHA-512", "Manifests[0].Artifacts[0].Digest: "
+     "'47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=' is a base64 SHA-256 digest, but "
+     "Algorithm is SHA-512; make them agree"),
+    (f"{A0}/Digest", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+     "Manifests[0].Artifacts[0].Digest: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49599"
+     "1b7852b855' is a hex digest; Greengrass writes Digest in base64: "
+     "'47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"),
     (f"{A0}/Algorithm", "MD5", "Manifests[0].Artifacts[0].Algorithm: expected one of SHA-256, "
      "SHA-384, SHA-512, got 'MD5'"),
     (f"{A0}/Unarchive", "TAR", "Manifests[0].Artifacts[0].Unarchive: expected NONE or ZIP, "
