@@ -385,10 +385,10 @@ class DeploymentActor(Actor):
         groups = copy.deepcopy(previous["groups"])
         roots = groups.setdefault(request.group, {})
         for name in request.remove:
-            if name not in roots:
-                raise RecipeError(f"deployment {request.deployment_id}: cannot remove {name}: "
-                                  f"it is not a root component of group {request.group}")
-            del roots[name]
+            if name not in roots:  # the nucleus drops it from a set: nothing to do
+                log.warning("deployment %s: %s is not a root component of group %s; "
+                            "nothing to remove", request.deployment_id, name, request.group)
+            roots.pop(name, None)
         roots.update(request.merge)
         if not roots:
             del groups[request.group]

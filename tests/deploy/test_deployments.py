@@ -98,6 +98,10 @@ async def test_configuration_updates_and_removal(tmp_path: Path) -> None:
             "test.Svc": {"merge": {"Greeting": "bonjour"}}}))
         await nucleus.deploy(DeploymentRequest(configuration_update={
             "test.Svc": {"reset": ["/Greeting"]}}))
+        # Removing what is not a root component does nothing, as on Greengrass.
+        nothing = await nucleus.deploy(DeploymentRequest(remove=["test.Other"]))
+        assert nothing.detailed_status is DetailedStatus.SUCCESSFUL
+        assert nucleus.status["test.Svc"].state is State.RUNNING
         removed = await nucleus.deploy(DeploymentRequest(remove=["test.Svc"]))
         assert removed.detailed_status is DetailedStatus.SUCCESSFUL
         assert "test.Svc" not in nucleus.status
