@@ -34,7 +34,9 @@ from .component import (
     ComponentActor,
     ComponentNotServing,
     ComponentPaths,
+    Containment,
     ErrorTracker,
+    RunWith,
     State,
     kill_orphans,
 )
@@ -142,7 +144,8 @@ class Nucleus:
     def __init__(self, root: Path, *, thing_name: str = "edge-actors-local",
                  platform_override: Mapping[str, str] | None = None,
                  handle_signals: bool = False, error_reset_time: float = 3600.0,
-                 mqtt: MqttSettings | None = None) -> None:
+                 mqtt: MqttSettings | None = None, containment: str = "auto",
+                 run_with: RunWith | None = None) -> None:
         self.root = Path(root).absolute()
         self.thing_name = thing_name
         self.device: Platform = detect_platform(platform_override)
@@ -167,6 +170,10 @@ class Nucleus:
             spool_dir=mqtt.spool_dir or self.root / "mqtt-spool")
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
+        # Each component's processes in a cgroup of its own (or the process-group
+        # fallback); ``run_with`` is the runtime-wide RunWith default.
+        self.processes = Containment(self.root, self.instance, mode=containment,  # type: ignore[arg-type]
+                                     default=run_with)
 
     async def __aenter__(self) -> Nucleus:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
@@ -208,7 +215,11 @@ class Nucleus:
         try:
             return await self.system.__aexit__(exc_type, exc, tb)
         finally:
-            self._lock.close()
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.processes.close()
+            finally:
+                self._lock.close()
 
     def _broker(self) -> BrokerActor:
         """A fresh broker actor (and bridge, when MQTT is configured) for each start."""
@@ -231,6 +242,7 @@ class Nucleus:
     async def deploy(self, request: DeploymentRequest) -> DeploymentRecord:
         """Queue a deployment and wait for its outcome (deployments apply one at a time)."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.processes.set_run_with(request.run_with)
         self.pending.add(request.deployment_id)
         try:
             record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
@@ -242,6 +254,7 @@ class Nucleus:
         """Queue a deployment without waiting for it (its outcome lands in :meth:`history`;
         until then its id is in :attr:`pending`)."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.processes.set_run_with(request.run_with)
         self.pending.add(request.deployment_id)
         await self._deployments.tell(request)
 
@@ -249,6 +262,9 @@ class Nucleus:
         """Restart or stop a deployed component, in turn with the deployments."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
         result: str = await self._deployments.ask(message, timeout=None)
+        if isinstance(message, StopComponent) and result == "SUCCEEDED" \
+                and not await self.processes.stop_component(message.name):
+            return "FAILED"  # something of it is still running
         return result
 
     async def ask(self, component: str, message: Any, timeout: float | None = 60.0) -> Any:

@@ -3,7 +3,6 @@ run as real subprocesses, with the states NEW INSTALLED STARTING RUNNING
 STOPPING FINISHED ERRORED BROKEN."""
 
 from ._actor import (
-    INSTANCE_VARIABLE,
     ComponentActor,
     ComponentError,
     ComponentNotServing,
@@ -15,8 +14,18 @@ from ._actor import (
     kill_orphans,
 )
 from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher, RequestHandler
+from ._processes import (
+    DEFAULT_POSIX_USER,
+    INSTANCE_VARIABLE,
+    ComponentProcesses,
+    Containment,
+    PosixUser,
+    RunWith,
+    RunWithError,
+)
 
 __all__ = [
+    "DEFAULT_POSIX_USER",
     "INSTANCE_VARIABLE",
     "IN_PROCESS",
     "ComponentActor",
@@ -24,11 +33,16 @@ __all__ = [
     "ComponentError",
     "ComponentNotServing",
     "ComponentPaths",
+    "ComponentProcesses",
+    "Containment",
     "EntryPointError",
     "ErrorTracker",
+    "PosixUser",
     "Publisher",
     "Reconfigure",
     "RequestHandler",
+    "RunWith",
+    "RunWithError",
     "State",
     "interpolate",
     "kill_orphans",

@@ -1,0 +1,829 @@
+"""Each component's processes, contained and accounted for.
+
+A component's lifecycle steps, and everything they start (a ``setsid`` daemon,
+the background child of a ``run`` step that exited, a process started with
+``env -i``), belong to one control group per component where the runtime may
+create one:
+
+    <runtime's own cgroup>/edge-actors-<root key>/<runtime instance>/<component>
+
+in the cgroup v2 hierarchy (``/sys/fs/cgroup`` or the hybrid layout's
+``/sys/fs/cgroup/unified``) and in the v1 ``freezer``, ``memory``, ``cpu`` and
+``pids`` hierarchies that are mounted. A step's process joins them before it
+executes anything of the component's (in the child, between fork and exec), so
+nothing it starts can be outside. Stopping the component kills the whole
+group, and the stop succeeds only when the group is empty; the group carries
+``RunWith.SystemResourceLimits`` (memory in KB, cpus) and its freezer pauses and
+resumes the component. The root key and the instance name the groups of an
+earlier runtime on the same root (after a kill -9): the next start kills them,
+whatever their environment.
+
+Where no cgroup can be created (no cgroup file system, or not allowed), the
+fallback is each step's own process group and session plus the runtime as a
+child subreaper (``PR_SET_CHILD_SUBREAPER``): processes orphaned by a step are
+re-parented to the runtime instead of init, and a stop kills the step's
+process groups and the re-parented processes that carry the component's
+marker in their environment. A process that both leaves its process group and
+clears its environment escapes this fallback; cgroups do not have that gap.
+
+Processes are started with ``subprocess.Popen`` (close_fds, as plain asyncio
+does) and watched through a pidfd, not through the event loop's subprocess
+transport: uvloop's transport leaves inheritable copies of the child's
+stdout/stderr pipe ends open in the child (it marks them inheritable and libuv
+only dup2()s them), so a daemon started in the background kept the pipe open
+and the step never saw end of file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import grp
+import hashlib
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import orjson
+
+from ..config import atomic_write
+
+log = logging.getLogger("actors.component.processes")
+
+Mode = Literal["auto", "cgroup2", "cgroup1", "process-group"]
+CGROUP_MODES: tuple[Mode, ...] = ("auto", "cgroup2", "cgroup1", "process-group")
+COMPONENT_VARIABLE = "EDGE_ACTORS_COMPONENT"
+ROOT_VARIABLE = "EDGE_ACTORS_ROOT"
+INSTANCE_VARIABLE = "EDGE_ACTORS_INSTANCE"
+DEFAULT_POSIX_USER = "ggc_user:ggc_group"
+PR_SET_CHILD_SUBREAPER = 36
+_V1_CONTROLLERS = ("freezer", "pids", "memory", "cpu")
+_EMPTY_WAIT = 5.0  # how long a stop waits for a killed group to empty
+
+
+class RunWithError(ValueError):
+    """A RunWith setting is malformed or names a user or group that does not exist."""
+
+
+@dataclass(frozen=True)
+class RunWith:
+    """Greengrass's ``RunWith``: the POSIX user (``user[:group]``) and
+    ``SystemResourceLimits`` (``memory`` in KB, ``cpus`` as a number of cores)."""
+
+    posix_user: str | None = None
+    memory_kb: int | None = None
+    cpus: float | None = None
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> RunWith:
+        """From a recipe's or deployment's ``RunWith`` mapping (keys in either case)."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise RunWithError(f"{where}: RunWith must be a mapping with posixUser and/or "
+                               f"SystemResourceLimits, not {type(raw).__name__}")
+        keys = {str(k).lower(): v for k, v in raw.items()}
+        user = keys.get("posixuser")
+        if user is not None and (not isinstance(user, str) or not user.strip()):
+            raise RunWithError(f"{where}: RunWith.posixUser must be 'user' or 'user:group'")
+        limits = keys.get("systemresourcelimits") or {}
+        if not isinstance(limits, Mapping):
+            raise RunWithError(f"{where}: RunWith.SystemResourceLimits must be a mapping "
+                               "with memory (KB) and/or cpus")
+        limits = {str(k).lower(): v for k, v in limits.items()}
+        memory, cpus = limits.get("memory"), limits.get("cpus")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
+                                   or memory <= 0):
+            raise RunWithError(f"{where}: RunWith.SystemResourceLimits.memory must be a "
+                               f"positive number of kilobytes, not {memory!r}")
+        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
+                                 or cpus <= 0):
+            raise RunWithError(f"{where}: RunWith.SystemResourceLimits.cpus must be a "
+                               f"positive number of cores, not {cpus!r}")
+        return cls(user.strip() if user else None, memory, float(cpus) if cpus else None)
+
+    def to_json(self) -> dict[str, Any]:
+        limits: dict[str, Any] = {}
+        if self.memory_kb is not None:
+            limits["memory"] = self.memory_kb
+        if self.cpus is not None:
+            limits["cpus"] = self.cpus
+        found: dict[str, Any] = {"systemResourceLimits": limits} if limits else {}
+        if self.posix_user:
+            found["posixUser"] = self.posix_user
+        return found
+
+    def over(self, default: RunWith) -> RunWith:
+        """This setting, with what it leaves out taken from ``default``."""
+        return RunWith(self.posix_user or default.posix_user,
+                       self.memory_kb or default.memory_kb, self.cpus or default.cpus)
+
+
+@dataclass(frozen=True)
+class PosixUser:
+    """A resolved ``user[:group]``: what a step's process runs as."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    home: str = "/"
+
+    @classmethod
+    def resolve(cls, spec: str, where: str = "RunWith.posixUser") -> PosixUser:
+        """Raises RunWithError naming ``where`` when the user or group does not exist."""
+        user, _, group = spec.partition(":")
+        try:
+            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+        except KeyError:
+            raise RunWithError(
+                f"{where}: user {user!r} does not exist; create it (useradd --system "
+                f"{user}) or name another user") from None
+        gid = entry.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
+            except KeyError:
+                raise RunWithError(
+                    f"{where}: group {group!r} does not exist; create it (groupadd --system "
+                    f"{group}) or name another group") from None
+        groups = tuple(sorted({gid, *os.getgrouplist(entry.pw_name, gid)}))
+        return cls(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir or "/")
+
+
+def set_child_subreaper() -> bool:
+    """Make this process the subreaper of its descendants: orphans come to it, not init."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+# -- a child process watched without the event loop's subprocess transport --
+
+
+class _PipeStream(anyio.abc.ByteReceiveStream):
+    """The read end of a child's stdout or stderr pipe; closed at end of file."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while True:
+            if self._fd < 0:
+                raise anyio.EndOfStream
+            try:
+                data = os.read(self._fd, max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+                continue
+            if not data:
+                self.close()
+                raise anyio.EndOfStream
+            return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class ChildProcess:
+    """A lifecycle step's process: ``pid``, ``returncode``, ``wait()`` and its output
+    streams, as anyio's Process has them."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.returncode: int | None = None
+        self.stdout: _PipeStream | None = _PipeStream(stdout)
+        self.stderr: _PipeStream | None = _PipeStream(stderr)
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except (OSError, AttributeError):  # kernels before 5.3: poll instead
+            self._pidfd = None
+        self._lock = anyio.Lock()
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 255 << 8
+            if pid:
+                self._exited(os.waitstatus_to_exitcode(status))
+        return self.returncode
+
+    def _exited(self, code: int) -> None:
+        self.returncode = code
+        # Popen must not wait for this pid again: it may already be another process's.
+        self._popen.returncode = code
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    async def wait(self) -> int:
+        async with self._lock:
+            while self.poll() is None:
+                if self._pidfd is not None:
+                    await anyio.wait_readable(self._pidfd)
+                else:
+                    await anyio.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def close(self) -> None:
+        """Close the output pipes (a step that ended before its output was read)."""
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# -- control groups ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    """One mounted cgroup hierarchy: where this process's own group is in it."""
+
+    version: int
+    controller: str  # the v1 controller, or "unified"
+    own: Path  # this process's cgroup folder in it
+
+    @property
+    def procs(self) -> str:
+        return "cgroup.procs"
+
+
+def _mounted_hierarchies() -> list[_Hierarchy]:
+    """The cgroup hierarchies mounted here, located at this process's own group."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        membership = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return []
+    own_v1: dict[str, str] = {}
+    own_v2 = None
+    for line in membership.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            own_v2 = path
+        for name in controllers.split(","):
+            own_v1[name] = path
+    found: list[_Hierarchy] = []
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if len(fields) < 5 or len(rest) < 3:
+            continue
+        mount_root, mount_point, fstype, options = fields[3], fields[4], rest[0], rest[2]
+
+        def located(path: str | None, root: str = mount_root, point: str = mount_point) -> Path:
+            if path is None or not path.startswith(root):
+                return Path(point)  # a namespaced mount: its root is our group
+            return Path(point) / path[len(root):].lstrip("/")
+
+        if fstype == "cgroup2":
+            found.append(_Hierarchy(2, "unified", located(own_v2)))
+        elif fstype == "cgroup":
+            found.extend(_Hierarchy(1, name, located(own_v1.get(name)))
+                         for name in options.split(",") if name in _V1_CONTROLLERS)
+    return found
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read_pids(folder: Path) -> list[int]:
+    try:
+        return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill_all(pids: Sequence[int], sig: int) -> int:
+    killed = 0
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+            killed += 1
+    return killed
+
+
+def _freeze(folder: Path, version: int, frozen: bool) -> bool:
+    try:
+        if version == 2:
+            _write(folder / "cgroup.freeze", "1" if frozen else "0")
+        else:
+            _write(folder / "freezer.state", "FROZEN" if frozen else "THAWED")
+        return True
+    except OSError:
+        return False
+
+
+def _kill_group(folder: Path, version: int, freezer: tuple[Path, int] | None) -> int:
+    """SIGKILL everything in one cgroup (frozen first, so nothing forks meanwhile)."""
+    pids = _read_pids(folder)
+    if not pids:
+        return 0
+    if version == 2:
+        try:
+            _write(folder / "cgroup.kill", "1")
+            return len(pids)
+        except OSError:
+            pass
+    if freezer is not None:
+        _freeze(*freezer, True)
+    try:
+        return _kill_all(_read_pids(folder), signal.SIGKILL)
+    finally:
+        if freezer is not None:  # the killed processes die when thawed
+            _freeze(*freezer, False)
+
+
+def _remove_tree(folder: Path) -> None:
+    """rmdir a cgroup folder and its (empty) children; what is busy stays."""
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.is_dir():
+            _remove_tree(child)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "_"
+
+
+@dataclass
+class ComponentProcesses:
+    """Everything one component runs: the cgroups (or, as the fallback, the process
+    groups) its steps join; kill, pause and resume act on all of it."""
+
+    name: str
+    containment: Containment
+    run_with: RunWith = field(default_factory=RunWith)
+    _groups: list[tuple[_Hierarchy, Path]] = field(default_factory=list)
+    _sessions: set[int] = field(default_factory=set)  # fallback: the steps' process groups
+    _prepared: bool = False
+    _paused: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "process-group" if not self._groups else (
+            "cgroup2" if self._groups[0][0].version == 2 else "cgroup1")
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        self._prepared = True
+        for hierarchy, base in self.containment.instance_groups():
+            folder = base / _safe(self.name)
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as exc:
+                log.warning("component %s: cannot create the cgroup %s (%s); using the "
+                            "process-group fallback", self.name, folder, exc.strerror)
+                self._groups.clear()
+                return
+            self._groups.append((hierarchy, folder))
+        self._limit()
+
+    def _limit(self) -> None:
+        memory, cpus = self.run_with.memory_kb, self.run_with.cpus
+        if memory is None and cpus is None:
+            return
+        applied = set()
+        for hierarchy, folder in self._groups:
+            try:
+                if memory is not None and hierarchy.controller in ("memory", "unified") \
+                        and (folder / ("memory.max" if hierarchy.version == 2
+                                       else "memory.limit_in_bytes")).exists():
+                    if hierarchy.version == 2:
+                        _write(folder / "memory.max", str(memory * 1024))
+                    else:
+                        _write(folder / "memory.limit_in_bytes", str(memory * 1024))
+                    applied.add("memory")
+                if cpus is not None and hierarchy.controller in ("cpu", "unified") \
+                        and (folder / ("cpu.max" if hierarchy.version == 2
+                                       else "cpu.cfs_quota_us")).exists():
+                    period = 100_000
+                    if hierarchy.version == 2:
+                        _write(folder / "cpu.max", f"{int(cpus * period)} {period}")
+                    else:
+                        _write(folder / "cpu.cfs_period_us", str(period))
+                        _write(folder / "cpu.cfs_quota_us", str(int(cpus * period)))
+                    applied.add("cpus")
+            except OSError as exc:
+                log.warning("component %s: cannot set its resource limits in %s: %s",
+                            self.name, folder, exc.strerror)
+        wanted = {k for k, v in (("memory", memory), ("cpus", cpus)) if v is not None}
+        if wanted - applied:
+            log.warning("component %s: SystemResourceLimits %s not applied: no %s cgroup "
+                        "controller is available to the runtime here", self.name,
+                        ", ".join(sorted(wanted - applied)), " or ".join(sorted(wanted - applied)))
+
+    @property
+    def groups(self) -> list[Path]:
+        """The cgroup folders the component's processes are in (none in the fallback)."""
+        self._prepare()
+        return [folder for _, folder in self._groups]
+
+    def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+              user: PosixUser | None = None) -> ChildProcess:
+        """Start a step's process in the component's groups, as ``user`` when given."""
+        self._prepare()
+        env = {**env, COMPONENT_VARIABLE: self.name}
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        joins: list[int] = []
+        try:
+            # Opened here, by the runtime: the child writes itself into them between
+            # fork and exec, after it dropped to the component's user (a write to
+            # cgroup.procs is checked against the opener's credentials).
+            for _, folder in self._groups:
+                joins.append(os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+
+            def join() -> None:
+                for fd in joins:
+                    os.write(fd, b"0")
+
+            popen = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                cwd=cwd, env=dict(env), close_fds=True, start_new_session=True,
+                preexec_fn=join if joins else None,
+                user=user.uid if user else None, group=user.gid if user else None,
+                extra_groups=list(user.groups) if user else None)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+            for fd in joins:
+                os.close(fd)
+        self._sessions.add(popen.pid)
+        return ChildProcess(popen, out_r, err_r)
+
+    def pids(self) -> list[int]:
+        """Every live process of the component now."""
+        self._prepare()
+        if self._groups:
+            found: set[int] = set()
+            for _, folder in self._groups:
+                found.update(_read_pids(folder))
+            return sorted(found)
+        return sorted(self._fallback_pids())
+
+    def _fallback_pids(self) -> set[int]:
+        found = set()
+        marker = f"{COMPONENT_VARIABLE}={self.name}".encode()
+        root = f"{ROOT_VARIABLE}={self.containment.root}".encode()
+        for pid, info in _processes():
+            if info.pgid in self._sessions or info.sid in self._sessions:
+                found.add(pid)
+            elif info.ppid == os.getpid() and pid not in self._sessions:
+                # Re-parented to the runtime (the subreaper): the environment tells.
+                environ = info.environ()
+                if marker in environ and root in environ:
+                    found.add(pid)
+        return found
+
+    def signal(self, sig: int) -> int:
+        """Send ``sig`` to every process of the component; how many got it."""
+        return _kill_all(self.pids(), sig)
+
+    async def kill(self, grace: float = 0.0) -> bool:
+        """End everything of the component: SIGTERM, up to ``grace`` seconds, then
+        SIGKILL (frozen first, so nothing forks meanwhile). True when nothing is left."""
+        if self._paused:
+            self.resume()  # a frozen process never handles SIGTERM
+        if grace > 0 and self.signal(signal.SIGTERM):
+            # Polled: a cgroup's emptiness has no event under v1.
+            deadline = time.monotonic() + grace
+            for _ in iter(lambda: bool(self.pids()) and time.monotonic() < deadline, False):
+                await anyio.sleep(0.02)
+        deadline = time.monotonic() + _EMPTY_WAIT
+        while True:
+            left = self.pids()
+            if not left:
+                self._reap()
+                return True
+            if time.monotonic() > deadline:
+                log.error("component %s: processes %s are still running after SIGKILL",
+                          self.name, left)
+                return False
+            self._kill_now(left)
+            await anyio.sleep(0.01)
+            self._reap()
+
+    def kill_nowait(self) -> int:
+        """SIGKILL everything of the component now, without waiting for it to end."""
+        left = self.pids()
+        if left:
+            self._kill_now(left)
+        return len(left)
+
+    def _kill_now(self, left: list[int]) -> None:
+        if not self._groups:
+            _kill_all(left, signal.SIGKILL)
+            return
+        freezer = self._freezer()
+        for hierarchy, folder in self._groups:
+            _kill_group(folder, hierarchy.version, freezer)
+
+    def _reap(self) -> None:
+        """Collect what was re-parented to the runtime (subreaper) and has exited."""
+        for pid, info in _processes():
+            if info.ppid == os.getpid() and info.state == "Z" and pid not in self._sessions \
+                    and (self._groups or info.pgid in self._sessions
+                         or info.sid in self._sessions):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def _freezer(self) -> tuple[Path, int] | None:
+        for hierarchy, folder in self._groups:
+            if hierarchy.version == 2 and (folder / "cgroup.freeze").exists():
+                return folder, 2
+            if hierarchy.controller == "freezer":
+                return folder, 1
+        return None
+
+    def pause(self) -> None:
+        """Freeze every process of the component (PauseComponent); in the fallback,
+        SIGSTOP them."""
+        self._prepare()
+        freezer = self._freezer()
+        if freezer is None or not _freeze(*freezer, True):
+            self.signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """Thaw the component (ResumeComponent); in the fallback, SIGCONT."""
+        freezer = self._freezer()
+        if freezer is None or not _freeze(*freezer, False):
+            self.signal(signal.SIGCONT)
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def remove(self) -> None:
+        """Remove the component's (empty) cgroups."""
+        for _, folder in self._groups:
+            _remove_tree(folder)
+        self._groups.clear()
+        self._prepared = False
+
+
+@dataclass(frozen=True)
+class _Info:
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str
+
+    def environ(self) -> bytes:
+        try:
+            return b"\0" + Path(f"/proc/{self.pid}/environ").read_bytes() + b"\0"
+        except OSError:
+            return b""
+
+
+def _processes() -> Iterator[tuple[int, _Info]]:
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces or ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        pid = int(entry.name)
+        yield pid, _Info(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0])
+
+
+class Containment:
+    """The runtime's side: where its components' cgroups are, the runtime-wide
+    RunWith default, and the sweep of an earlier runtime's leftovers."""
+
+    def __init__(self, root: Path, instance: str, mode: Mode = "auto",
+                 default: RunWith | None = None) -> None:
+        if mode not in CGROUP_MODES:
+            raise ValueError(f"containment must be one of {', '.join(CGROUP_MODES)}, "
+                             f"not {mode!r}")
+        self.root = Path(root).absolute()
+        self.instance = instance
+        self.mode = mode
+        self.default = default or RunWith()
+        self.key = "edge-actors-" + hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        self._hierarchies = self._choose(mode)
+        self._created = False
+        self.components: dict[str, ComponentProcesses] = {}
+        self.subreaper = False
+        if not self._hierarchies:
+            self.subreaper = set_child_subreaper()
+        self._settings_file = self.root / "run-with.json"
+        self.settings: dict[str, RunWith] = self._load_settings()
+        _REGISTRY[(self.root, instance)] = self
+
+    def _load_settings(self) -> dict[str, RunWith]:
+        try:
+            raw = orjson.loads(self._settings_file.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.warning("%s: unreadable (%s); components run with the default RunWith",
+                        self._settings_file, exc)
+            return {}
+        found = {}
+        for name, value in raw.items():
+            try:
+                found[name] = RunWith.parse(value, f"{self._settings_file}: {name}")
+            except RunWithError as exc:
+                log.warning("%s", exc)
+        return found
+
+    def set_run_with(self, run_with: Mapping[str, Mapping[str, Any]]) -> None:
+        """A deployment's ``componentToRunWithInfo`` (name -> ``posixUser``,
+        ``systemResourceLimits``), kept under the root for later starts. Raises
+        RunWithError naming the component when one is malformed."""
+        if not run_with:
+            return
+        parsed = {name: RunWith.parse(value, f"component {name}: runWith")
+                  for name, value in run_with.items()}
+        for name, setting in parsed.items():
+            if setting.posix_user and os.geteuid() == 0:
+                PosixUser.resolve(setting.posix_user, f"component {name}: runWith.posixUser")
+        self.settings.update(parsed)
+        atomic_write(self._settings_file, orjson.dumps(
+            {name: setting.to_json() for name, setting in self.settings.items()}))
+
+    @property
+    def kind(self) -> str:
+        if not self._hierarchies:
+            return "process-group"
+        return "cgroup2" if self._hierarchies[0].version == 2 else "cgroup1"
+
+    def _choose(self, mode: Mode) -> list[_Hierarchy]:
+        if mode == "process-group":
+            return []
+        found = _mounted_hierarchies()
+        v2 = [h for h in found if h.version == 2]
+        v1 = [h for h in found if h.version == 1]
+        if mode == "cgroup1" or (mode == "auto" and not v2):
+            # membership: freezer first (it also pauses), then pids
+            v1.sort(key=lambda h: _V1_CONTROLLERS.index(h.controller))
+            chosen = v1
+        else:
+            # v2 for membership, kill and freeze; in the hybrid layout the v1
+            # memory and cpu controllers carry the limits.
+            chosen = v2[:1] + [h for h in v1 if h.controller in ("memory", "cpu")]
+        usable = [h for h in chosen if os.access(h.own, os.W_OK)]
+        if mode in ("cgroup1", "cgroup2") and not usable:
+            raise ValueError(f"containment {mode}: no writable {mode} hierarchy here")
+        return usable if usable and (usable[0].version == 2 or
+                                     usable[0].controller in ("freezer", "pids")) else []
+
+    def instance_groups(self) -> list[tuple[_Hierarchy, Path]]:
+        """This runtime's folder in each hierarchy (created on first use)."""
+        made = []
+        for hierarchy in self._hierarchies:
+            folder = hierarchy.own / self.key / self.instance
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                if hierarchy.version == 2:
+                    self._delegate(hierarchy.own / self.key, folder)
+            except OSError as exc:
+                if hierarchy is self._hierarchies[0]:
+                    log.warning("cannot create cgroup %s (%s): components use the "
+                                "process-group fallback", folder, exc.strerror)
+                    return []
+                continue
+            made.append((hierarchy, folder))
+        self._created = True
+        return made
+
+    @staticmethod
+    def _delegate(*folders: Path) -> None:
+        # v2 limits need the controllers enabled from the top down; a group with
+        # processes of its own cannot pass them on (the runtime's own group, unless
+        # it is the root): then the limits are not applied, and a warning says so.
+        for folder in folders:
+            try:
+                available = (folder.parent / "cgroup.subtree_control").read_text().split()
+                if available:
+                    _write(folder / "cgroup.subtree_control",
+                           " ".join(f"+{c}" for c in available if c in ("memory", "cpu")))
+            except OSError:
+                pass
+
+    def component(self, name: str, run_with: RunWith | None = None) -> ComponentProcesses:
+        """The component's processes (one object per component name for this runtime),
+        with its RunWith: ``run_with``, else the deployment's, over the default."""
+        setting = (run_with or self.settings.get(name) or RunWith()).over(self.default)
+        found = self.components.get(name)
+        if found is None or found.run_with != setting:
+            if found is not None and not found.pids():
+                found.remove()
+            found = ComponentProcesses(name, self, setting)
+            self.components[name] = found
+        return found
+
+    async def stop_component(self, name: str) -> bool:
+        """End what is left of a component that is stopped or removed (what a FINISHED
+        component's run step left running); True when nothing is left."""
+        processes = self.components.get(name)
+        if processes is None:
+            return True
+        clean = await processes.kill()
+        if clean:
+            processes.remove()
+            del self.components[name]
+        return clean
+
+    def posix_user(self, run_with: RunWith, where: str) -> PosixUser | None:
+        """Who a step without RequiresPrivilege runs as: the component's posixUser or
+        the runtime's default; None (the runtime's own user) when not running as root."""
+        if os.geteuid() != 0:
+            return None
+        spec = (run_with.posix_user or self.default.posix_user)
+        if spec is None:
+            return None
+        return PosixUser.resolve(spec, where)
+
+    def sweep(self) -> int:
+        """Kill what an earlier runtime on this root left in its cgroups; how many."""
+        killed = 0
+        for hierarchy in self._hierarchies[:1]:  # every process is in the first one
+            base = hierarchy.own / self.key
+            if not base.is_dir():
+                continue
+            for instance in base.iterdir():
+                if not instance.is_dir() or instance.name == self.instance:
+                    continue
+                for folder in [instance, *(p for p in instance.iterdir() if p.is_dir())]:
+                    killed += _kill_group(folder, hierarchy.version,
+                                          (folder, 1) if hierarchy.controller == "freezer"
+                                          else None)
+        if killed:
+            time.sleep(0.05)
+        for hierarchy in self._hierarchies:
+            base = hierarchy.own / self.key
+            if base.is_dir():
+                for instance in base.iterdir():
+                    if instance.is_dir() and instance.name != self.instance:
+                        _remove_tree(instance)
+        return killed
+
+    async def close(self) -> bool:
+        """At the runtime's stop: kill what is left of any component, remove the
+        cgroups. True when nothing was left running."""
+        clean = True
+        for processes in list(self.components.values()):
+            if processes.pids():
+                clean = False
+                await processes.kill()
+            processes.remove()
+        for hierarchy in self._hierarchies:
+            _remove_tree(hierarchy.own / self.key / self.instance)
+            with contextlib.suppress(OSError):
+                (hierarchy.own / self.key).rmdir()
+        if _REGISTRY.get((self.root, self.instance)) is self:
+            del _REGISTRY[(self.root, self.instance)]
+        return clean
+
+
+_REGISTRY: dict[tuple[Path, str], Containment] = {}
+
+
+def containment_for(root: Path, instance: str | None = None) -> Containment:
+    """The runtime's Containment for ``root`` (one made with defaults if none was)."""
+    root = Path(root).absolute()
+    found = _REGISTRY.get((root, instance or "standalone"))
+    if found is None:
+        found = Containment(root, instance or "standalone")
+    return found
+
+

@@ -1,0 +1,293 @@
+"""A component's processes are contained: nothing it starts outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+from actors.component import ComponentActor, ComponentPaths, State
+from actors.component._processes import Containment
+from actors.deploy import DeploymentRequest, DetailedStatus, RestartComponent, StopComponent
+from actors.nucleus import Nucleus
+from actors.recipe import load_recipe
+
+from .test_lifecycle import recipe
+
+pytestmark = pytest.mark.anyio
+
+
+def _modes() -> list[str]:
+    modes = []
+    for mode in ("cgroup2", "cgroup1"):
+        try:
+            Containment(Path("/nonexistent-probe"), "probe", mode)  # type: ignore[arg-type]
+            modes.append(mode)
+        except ValueError:
+            pass
+    return [*modes, "process-group"]
+
+
+MODES = _modes()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def pids(folder: Path, *names: str) -> list[int]:
+    return [int((folder / name).read_text()) for name in names]
+
+
+def written(path: Path) -> bool:
+    return path.exists() and bool(path.read_text().strip())
+
+
+def environ(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+async def wait_for(path: Path, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not written(path):
+            await anyio.sleep(0.02)
+
+
+async def test_a_startup_step_that_starts_a_daemon_reaches_running(tmp_path: Path) -> None:
+    # The Greengrass pattern: a startup step starts a daemon in the background,
+    # its output redirected, and exits. Under uvloop the step's process used to
+    # inherit extra copies of its own stdout/stderr pipes, so the runtime never
+    # saw end of file and the step ran into its Timeout.
+    recipes = tmp_path / "recipes"
+    recipe(recipes, "test.Daemon", lifecycle="""\
+        Startup:
+          Script: "sleep 300 > /dev/null 2>&1 & echo $! > daemon.pid; echo started"
+          Timeout: 5
+    """)
+    lines: list[str] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                        merge={"test.Daemon": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        assert nucleus.status["test.Daemon"].state is State.RUNNING
+        [daemon] = pids(tmp_path / "root" / "work" / "test.Daemon", "daemon.pid")
+        assert alive(daemon)
+    assert lines == ["started"]
+    assert not alive(daemon)  # and it went with the runtime
+
+
+ESCAPERS = """\
+    Startup:
+      Script: |
+        setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' > /dev/null 2>&1 &
+        env -i sh -c 'echo $$ > envi.pid; exec sleep 300' > /dev/null 2>&1 &
+        sleep 300 > /dev/null 2>&1 & echo $! > daemon.pid
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_nothing_a_component_started_survives_its_removal_or_the_runtime(
+        tmp_path: Path, mode: str) -> None:
+    recipes = tmp_path / "recipes"
+    recipe(recipes, "test.Escapes", lifecycle=ESCAPERS)
+    # A run step that exits 0 (FINISHED) and leaves a background child behind.
+    recipe(recipes, "test.Leaves", lifecycle="""\
+        Run: "sleep 300 > /dev/null 2>&1 & echo $! > child.pid"
+    """)
+    root = tmp_path / "root"
+    names = ["setsid.pid", "envi.pid", "daemon.pid"]
+    async with Nucleus(root, containment=mode) as nucleus:
+        assert nucleus.processes.kind == mode
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge={"test.Escapes": "1.0.0", "test.Leaves": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states(["test.Leaves"], [State.FINISHED], timeout=10)
+        work = root / "work"
+        for name in names:
+            await wait_for(work / "test.Escapes" / name)
+        await wait_for(work / "test.Leaves" / "child.pid")
+        escapes = pids(work / "test.Escapes", *names)
+        [child] = pids(work / "test.Leaves", "child.pid")
+        assert all(alive(pid) for pid in [*escapes, child])
+        # Removed by a deployment: everything it started is gone.
+        record = await nucleus.deploy(DeploymentRequest(remove=["test.Escapes"]))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        # (The fallback finds the setsid one by its environment, re-parented to
+        # the runtime, and the env -i one by its process group.)
+        assert [pid for pid in escapes if alive(pid)] == []
+        assert alive(child)
+        # The same with a StopComponent of the FINISHED component.
+        assert await nucleus.control(StopComponent("test.Leaves")) == "SUCCEEDED"
+        assert not alive(child)
+    for pid in [*escapes, child]:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_runtime_stop_leaves_nothing_of_its_components(
+        tmp_path: Path, mode: str) -> None:
+    recipes = tmp_path / "recipes"
+    recipe(recipes, "test.Escapes", lifecycle=ESCAPERS)
+    root = tmp_path / "root"
+    names = ["setsid.pid", "envi.pid", "daemon.pid"]
+    async with Nucleus(root, containment=mode) as nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                               merge={"test.Escapes": "1.0.0"}))
+        for name in names:
+            await wait_for(root / "work" / "test.Escapes" / name)
+        escapes = pids(root / "work" / "test.Escapes", *names)
+    assert not any(alive(pid) for pid in escapes)
+
+
+RUNTIME = textwrap.dedent("""
+    import sys, anyio
+    from pathlib import Path
+    from actors.deploy import DeploymentRequest
+    from actors.nucleus import Nucleus
+from actors.recipe import load_recipe
+
+    async def main(root, recipes):
+        async with Nucleus(Path(root)) as nucleus:
+            await nucleus.deploy(DeploymentRequest(recipe_dir=Path(recipes),
+                                                   merge={"test.Escapes": "1.0.0"}))
+            print("ready", flush=True)
+            await anyio.sleep_forever()
+
+    anyio.run(main, *sys.argv[1:])
+""")
+
+
+@pytest.mark.skipif(MODES == ["process-group"], reason="no cgroups the runtime may create here")
+async def test_after_kill_9_the_next_start_kills_even_an_env_i_daemon(tmp_path: Path) -> None:
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Escapes", lifecycle=ESCAPERS)
+    # A plain Popen: the test drives a process it kills, nothing async about it.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", RUNTIME, str(root), str(recipes)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"ready")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    names = ["setsid.pid", "envi.pid", "daemon.pid"]
+    escapes = pids(root / "work" / "test.Escapes", *names)
+    assert all(alive(pid) for pid in escapes)
+    assert b"EDGE_ACTORS" not in environ(escapes[1])  # nothing in its environment gives it away
+    try:
+        async with Nucleus(root):
+            # Killed by the start's sweep, before anything of this runtime started.
+            assert not any(alive(pid) for pid in escapes)
+    finally:
+        for pid in escapes:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_stop_with_an_unwritable_log_still_ends_the_processes(tmp_path: Path) -> None:
+    # A full disk (here: the log folder cannot be made) used to stop on_stop
+    # before the processes were ended, and StopComponent answered SUCCEEDED.
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Long", lifecycle="""\
+        Run: "echo $$ > run.pid; echo running; exec sleep 300"
+    """)
+    async with Nucleus(root) as nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes, merge={"test.Long": "1.0.0"}))
+        await wait_for(root / "work" / "test.Long" / "run.pid")
+        [pid] = pids(root / "work" / "test.Long", "run.pid")
+        logs = root / "logs"
+        if logs.exists():
+            for item in logs.iterdir():
+                item.unlink()
+            logs.rmdir()
+        logs.write_text("not a folder")
+        assert await nucleus.control(StopComponent("test.Long")) == "SUCCEEDED"
+        assert not alive(pid)
+
+
+@pytest.mark.skipif(MODES == ["process-group"], reason="no cgroups the runtime may create here")
+async def test_resource_limits_and_pause_resume_use_the_components_cgroup(
+        tmp_path: Path) -> None:
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Limited", lifecycle="""\
+        Run: "while :; do date +%s%N > tick; sleep 0.02; done"
+    """)
+    async with Nucleus(root) as nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge={"test.Limited": "1.0.0"},
+            run_with={"test.Limited": {"systemResourceLimits": {"memory": 65536, "cpus": 0.5}}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        processes = nucleus.processes.components["test.Limited"]
+        groups = {folder.parent.parent.parent.name + "/" + folder.name: folder
+                  for folder in processes.groups}
+        memory = [f for f in processes.groups if (f / "memory.limit_in_bytes").exists()
+                  or (f / "memory.max").exists()]
+        assert memory, groups
+        limit = memory[0] / ("memory.limit_in_bytes" if (memory[0] / "memory.limit_in_bytes")
+                             .exists() else "memory.max")
+        assert int(limit.read_text()) == 65536 * 1024
+        cpu = [f for f in processes.groups if (f / "cpu.cfs_quota_us").exists()]
+        if cpu:
+            assert int((cpu[0] / "cpu.cfs_quota_us").read_text()) == 50_000
+        tick = root / "work" / "test.Limited" / "tick"
+        await wait_for(tick)
+        processes.pause()
+        await anyio.sleep(0.3)
+        frozen = tick.read_text()
+        await anyio.sleep(0.3)
+        assert tick.read_text() == frozen  # nothing of it ran while paused
+        processes.resume()
+        with anyio.fail_after(5):
+            while tick.read_text() == frozen:
+                await anyio.sleep(0.02)
+        # A paused component still stops (thawed, then killed).
+        processes.pause()
+
+
+async def test_a_run_process_that_ends_after_the_stop_finished_is_not_an_error(
+        tmp_path: Path) -> None:
+    # The race behind spurious ERRORED (exit -15) after a graceful stop: on_stop
+    # saw the run process end and set FINISHED before the run step's watcher
+    # looked at its exit code; the watcher then took the SIGTERM for a crash.
+    path = recipe(tmp_path / "recipes", "test.Long", lifecycle="""\
+        Run: exec sleep 300
+    """)
+    root = tmp_path / "root"
+    paths = ComponentPaths(root=root, artifacts=root / "a", work=root / "work" / "test.Long",
+                           decompressed=root / "d")
+    states: list[State] = []
+    actor = ComponentActor(load_recipe(path), {}, paths,
+                           on_state=lambda name, state, reason: states.append(state))
+    process = await actor._open("run", actor.recipe.lifecycle["run"])
+    actor.state = State.FINISHED  # the stop has finished
+    os.kill(process.pid, signal.SIGTERM)
+    await actor._watch_run(process)  # returns: no ComponentError for the supervisor
+    assert states == [] and actor.state is State.FINISHED
+
+
+async def test_restarts_and_stops_never_report_errored(tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    recipe(recipes, "test.Long", lifecycle="""\
+        Run: "echo running; exec sleep 300"
+    """)
+    nucleus = Nucleus(tmp_path / "root")
+    async with nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes, merge={"test.Long": "1.0.0"}))
+        for _ in range(15):
+            await nucleus.wait_states(["test.Long"], [State.RUNNING], timeout=10)
+            assert await nucleus.control(RestartComponent("test.Long")) == "SUCCEEDED"
+        await nucleus.wait_states(["test.Long"], [State.RUNNING], timeout=10)
+        history = nucleus.status["test.Long"].history
+    assert State.ERRORED not in history, history
