@@ -157,7 +157,6 @@ RUNTIME = textwrap.dedent("""
     from pathlib import Path
     from actors.deploy import DeploymentRequest
     from actors.nucleus import Nucleus
-from actors.recipe import load_recipe
 
     async def main(root, recipes):
         async with Nucleus(Path(root)) as nucleus:
