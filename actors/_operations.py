@@ -95,7 +95,8 @@ def register(nucleus: Nucleus) -> None:
             configuration_update={str(k): {str(a).lower(): b for a, b in v.items()}
                                   for k, v in config.items()},
             recipe_dir=Path(recipes) if recipes else None,
-            artifact_dir=Path(artifacts) if artifacts else None, failure_handling=policy)
+            artifact_dir=Path(artifacts) if artifacts else None, failure_handling=policy,
+            run_with=request.get("componentToRunWithInfo") or {})
         await nucleus.submit(deployment)
         return {"deploymentId": deployment.deployment_id}
 

@@ -30,6 +30,7 @@ import anyio
 from . import _operations
 from .artifacts import Progress, artifacts_path, decompressed_path
 from .component import (
+    DEFAULT_POSIX_USER,
     INSTANCE_VARIABLE,
     ComponentActor,
     ComponentNotServing,
@@ -37,9 +38,11 @@ from .component import (
     Containment,
     ErrorTracker,
     RunWith,
+    RunWithError,
     State,
     kill_orphans,
 )
+from .component._processes import create_default_user, default_posix_user
 from .deploy import (
     PACKAGES,
     Deployed,
@@ -172,13 +175,20 @@ class Nucleus:
         self.instance = uuid.uuid4().hex
         # Each component's processes in a cgroup of its own (or the process-group
         # fallback); ``run_with`` is the runtime-wide RunWith default.
+        # ``run_with`` is the runtime-wide RunWith default (Greengrass's
+        # runWithDefault): as root, components run as ggc_user:ggc_group unless it
+        # names another posixUser (or $EDGE_ACTORS_COMPONENT_USER does).
+        default = run_with or RunWith()
+        if default.posix_user is None:
+            default = RunWith(default_posix_user(), default.memory_kb, default.cpus)
         self.processes = Containment(self.root, self.instance, mode=containment,  # type: ignore[arg-type]
-                                     default=run_with)
+                                     default=default)
 
     async def __aenter__(self) -> Nucleus:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
         self._lock = _lock_root(self.root)
         self._sweep()
+        await anyio.to_thread.run_sync(self._component_user)
         try:
             await self.system.__aenter__()
         except BaseException:
@@ -230,6 +240,17 @@ class Nucleus:
             bridge = MqttBridge(self.mqtt)
         # Frames up to 16 MiB: an Infer request carries a whole image.
         return BrokerActor(self.ipc, root=self.root, bridge=bridge, max_frame=16 << 20)
+
+    def _component_user(self) -> None:
+        """The default component user exists (Greengrass's installer creates
+        ggc_user:ggc_group), and the runtime's own files are not theirs to read."""
+        spec = self.processes.default.posix_user
+        if spec == DEFAULT_POSIX_USER:
+            try:
+                create_default_user(spec)
+            except RunWithError as exc:
+                log.error("%s", exc)  # each component's start then says so too
+        self.processes.protect()
 
     def _sweep(self) -> None:
         killed = kill_orphans(self.root, self.instance)

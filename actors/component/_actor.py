@@ -277,8 +277,23 @@ class ComponentActor(Actor):
                 f"in {self.recipe.path}")
         processes = self._processes()
         await anyio.Path(self.paths.work).mkdir(parents=True, exist_ok=True)
+        env = self._env(step)
+        # As Greengrass: RequiresPrivilege steps as root, the rest as the
+        # component's RunWith posixUser or the runtime's default user.
+        user = None
+        if not step.requires_privilege:
+            containment = processes.containment
+            try:
+                user = containment.posix_user(processes.run_with,
+                                              f"component {self.recipe.name}: posixUser")
+            except ValueError as exc:
+                raise ComponentError(str(exc)) from None
+            if user is not None:
+                containment.own_work(self.paths.work, user)
+                containment.open_socket(self.paths.root / "ipc.socket")
+                env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
         return processes.spawn(["sh", "-c", self._script(step)], cwd=self.paths.work,
-                               env=self._env(step))
+                               env=env, user=user)
 
     async def _pump(self, process: ChildProcess, step: str) -> None:
         async def lines(stream: anyio.abc.ByteReceiveStream, label: str) -> None:

@@ -160,6 +160,44 @@ class PosixUser:
         return cls(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir or "/")
 
 
+USER_VARIABLE = "EDGE_ACTORS_COMPONENT_USER"
+
+
+def default_posix_user() -> str | None:
+    """The runtime-wide default user of components: ``$EDGE_ACTORS_COMPONENT_USER``,
+    else ``ggc_user:ggc_group`` when the runtime runs as root; None (the runtime's own
+    user) otherwise."""
+    if os.geteuid() != 0:
+        return None
+    return os.environ.get(USER_VARIABLE) or DEFAULT_POSIX_USER
+
+
+def create_default_user(spec: str = DEFAULT_POSIX_USER) -> PosixUser:
+    """Create the ``user:group`` components run as (a system user without a login
+    shell or home), as Greengrass's installer does for ggc_user:ggc_group; what
+    exists is kept. Needs root; raises RunWithError when useradd/groupadd fail."""
+    user, _, group = spec.partition(":")
+    group = group or user
+    commands = []
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        commands.append(["groupadd", "--system", group])
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        commands.append(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                         "--shell", "/usr/sbin/nologin", "--gid", group, user])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and "already exists" not in done.stderr:
+            raise RunWithError(f"cannot create the component user {spec}: {' '.join(command)}: "
+                               f"{done.stderr.strip() or done.returncode}; create it yourself "
+                               "or give another user (--component-default-user)")
+        log.warning("created %s for components: %s", spec, " ".join(command))
+    return PosixUser.resolve(spec)
+
+
 def set_child_subreaper() -> bool:
     """Make this process the subreaper of its descendants: orphans come to it, not init."""
     try:
@@ -395,6 +433,11 @@ class ComponentProcesses:
             return
         self._prepared = True
         for hierarchy, base in self.containment.instance_groups():
+            # Each cgroup a process joins costs a migration (milliseconds under the
+            # kernel's cgroup lock): the v1 limit controllers only when limited.
+            if (hierarchy.controller == "memory" and self.run_with.memory_kb is None) or \
+                    (hierarchy.controller == "cpu" and self.run_with.cpus is None):
+                continue
             folder = base / _safe(self.name)
             try:
                 folder.mkdir(exist_ok=True)
@@ -671,6 +714,9 @@ class Containment:
         RunWithError naming the component when one is malformed."""
         if not run_with:
             return
+        if not isinstance(run_with, Mapping):
+            raise RunWithError("componentToRunWithInfo must map component names to "
+                               "{posixUser, systemResourceLimits}")
         parsed = {name: RunWith.parse(value, f"component {name}: runWith")
                   for name, value in run_with.items()}
         for name, setting in parsed.items():
@@ -693,9 +739,10 @@ class Containment:
         v2 = [h for h in found if h.version == 2]
         v1 = [h for h in found if h.version == 1]
         if mode == "cgroup1" or (mode == "auto" and not v2):
-            # membership: freezer first (it also pauses), then pids
+            # membership: the freezer (it also pauses), else pids; memory and cpu
+            # carry the limits
             v1.sort(key=lambda h: _V1_CONTROLLERS.index(h.controller))
-            chosen = v1
+            chosen = v1[:1] + [h for h in v1[1:] if h.controller in ("memory", "cpu")]
         else:
             # v2 for membership, kill and freeze; in the hybrid layout the v1
             # memory and cpu controllers carry the limits.
@@ -765,13 +812,48 @@ class Containment:
 
     def posix_user(self, run_with: RunWith, where: str) -> PosixUser | None:
         """Who a step without RequiresPrivilege runs as: the component's posixUser or
-        the runtime's default; None (the runtime's own user) when not running as root."""
+        the runtime's default; None (the runtime's own user) when not running as
+        root or when that user is root."""
         if os.geteuid() != 0:
             return None
-        spec = (run_with.posix_user or self.default.posix_user)
+        spec = run_with.posix_user or self.default.posix_user
         if spec is None:
             return None
-        return PosixUser.resolve(spec, where)
+        user = PosixUser.resolve(spec, where)
+        return None if user.uid == 0 and user.gid == 0 else user
+
+    def protect(self) -> None:
+        """When components run as other users: the runtime's own files (state, tokens,
+        deployments, logs) are the runtime's alone; the root stays traversable (a
+        component reaches its work folder, the artifacts and the IPC socket, whose
+        connections authenticate with the component's token)."""
+        if os.geteuid() != 0 or not self.default.posix_user:
+            return
+        for path, mode in ((self.root, 0o755), (self.root / "work", 0o755),
+                           (self.root / "deployments", 0o700), (self.root / "logs", 0o700)):
+            with contextlib.suppress(FileNotFoundError):
+                if path in (self.root / "logs", self.root / "work"):
+                    path.mkdir(exist_ok=True)
+                os.chmod(path, mode)
+        for name in ("cli.token", "state.json", "run-with.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(self.root / name, 0o600)
+
+    def open_socket(self, path: Path) -> None:
+        """Let components running as other users connect to the IPC socket (each
+        connection still authenticates with its component's token)."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_mode & 0o777 != 0o666:
+                os.chmod(path, 0o666)
+
+    @staticmethod
+    def own_work(folder: Path, user: PosixUser) -> None:
+        """A component's work folder: its user's, mode 0700."""
+        stat = os.stat(folder)
+        if (stat.st_uid, stat.st_gid) != (user.uid, user.gid):
+            os.chown(folder, user.uid, user.gid)
+        if stat.st_mode & 0o777 != 0o700:
+            os.chmod(folder, 0o700)
 
     def sweep(self) -> int:
         """Kill what an earlier runtime on this root left in its cgroups; how many."""

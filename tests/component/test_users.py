@@ -1,0 +1,114 @@
+"""Components run as a non-root user when the runtime runs as root (Greengrass's
+ggc_user:ggc_group), RequiresPrivilege steps as root; they cannot read the
+runtime's own files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.component import DEFAULT_POSIX_USER, RunWith, State
+from actors.component._processes import create_default_user
+from actors.deploy import DeploymentRequest, DetailedStatus
+from actors.nucleus import Nucleus
+
+from .test_lifecycle import recipe
+
+pytestmark = [pytest.mark.anyio,
+              pytest.mark.skipif(os.geteuid() != 0, reason="component users need root")]
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    # Outside pytest's own 0700 temporary folders, which no other user may enter.
+    folder = Path(tempfile.mkdtemp(prefix="edge-actors-users-"))
+    folder.chmod(0o755)
+    create_default_user(DEFAULT_POSIX_USER)  # the test set-up makes ggc_user when missing
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_components_run_as_ggc_user_and_privileged_steps_as_root(
+        open_root: Path) -> None:
+    recipes, root = open_root / "recipes", open_root / "root"
+    recipe(recipes, "test.Who", lifecycle="""\
+        Install:
+          Script: echo "install $(id -un)"
+          RequiresPrivilege: true
+        Startup: |
+          echo "startup $(id -un):$(id -gn)"
+          cat ../../cli.token > /dev/null 2>&1 && echo "read the CLI token"
+          cat ../../state.json > /dev/null 2>&1 && echo "read the state"
+          cat ../test.Other/secret > /dev/null 2>&1 && echo "read another component's work"
+          echo mine > own-file
+    """)
+    recipe(recipes, "test.Other", lifecycle="""\
+        Startup: echo secret > secret
+    """)
+    lines: list[str] = []
+    nucleus = Nucleus(root, run_with=RunWith(posix_user=DEFAULT_POSIX_USER))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge={"test.Other": "1.0.0", "test.Who": "1.0.0"},
+            # Components of one user share what it may read; another user separates.
+            run_with={"test.Other": {"posixUser": "nobody"}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        assert nucleus.status["test.Who"].state is State.RUNNING
+        work = root / "work" / "test.Who"
+        info = work.stat()
+        assert pwd.getpwuid(info.st_uid).pw_name == "ggc_user"
+        assert stat.S_IMODE(info.st_mode) == 0o700
+        assert pwd.getpwuid((work / "own-file").stat().st_uid).pw_name == "ggc_user"
+        assert stat.S_IMODE((root / "cli.token").stat().st_mode) == 0o600
+    assert "install root" in lines
+    assert "startup ggc_user:ggc_group" in lines
+    assert not [line for line in lines if line.startswith("read ")], lines
+
+
+async def test_a_components_posix_user_comes_from_the_deployment(open_root: Path) -> None:
+    recipes, root = open_root / "recipes", open_root / "root"
+    recipe(recipes, "test.Nobody", lifecycle="""\
+        Startup: echo "as $(id -un)"
+    """)
+    lines: list[str] = []
+    nucleus = Nucleus(root, run_with=RunWith(posix_user=DEFAULT_POSIX_USER))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge={"test.Nobody": "1.0.0"},
+            run_with={"test.Nobody": {"posixUser": "nobody"}}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+    assert lines == ["as nobody"]
+
+
+def test_the_cli_takes_the_default_user_runwith_and_system_limits(open_root: Path) -> None:
+    recipes, root = open_root / "recipes", open_root / "root"
+    for name in ("test.Default", "test.Other"):
+        recipe(recipes, name, lifecycle="""\
+            Run: echo "as $(id -un)"
+        """)
+    done = subprocess.run(
+        [sys.executable, "-m", "actors", "run", "--root", str(root), "--recipeDir", str(recipes),
+         "--merge", "test.Default=1.0.0", "--merge", "test.Other=1.0.0",
+         "--component-default-user", "ggc_user:ggc_group",
+         "--runWith", "test.Other:posixUser=nobody",
+         "--systemLimits", '{"test.Other": {"memory": 65536, "cpus": 0.5}}',
+         "--exit-when-done", "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[test.Default] as ggc_user" in done.stdout
+    assert "[test.Other] as nobody" in done.stdout
+    saved = json.loads((root / "run-with.json").read_text())
+    assert saved["test.Other"] == {"posixUser": "nobody",
+                                   "systemResourceLimits": {"memory": 65536, "cpus": 0.5}}
