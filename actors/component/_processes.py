@@ -420,6 +420,7 @@ class ComponentProcesses:
     run_with: RunWith = field(default_factory=RunWith)
     _groups: list[tuple[_Hierarchy, Path]] = field(default_factory=list)
     _sessions: set[int] = field(default_factory=set)  # fallback: the steps' process groups
+    _killed: set[int] = field(default_factory=set)  # SIGKILLed, maybe ours to collect
     _prepared: bool = False
     _paused: bool = False
 
@@ -541,6 +542,8 @@ class ComponentProcesses:
         marker = f"{COMPONENT_VARIABLE}={self.name}".encode()
         root = f"{ROOT_VARIABLE}={self.containment.root}".encode()
         for pid, info in _processes():
+            if info.state == "Z":
+                continue  # dead, only not yet collected
             if info.pgid in self._sessions or info.sid in self._sessions:
                 found.add(pid)
             elif info.ppid == os.getpid() and pid not in self._sessions:
@@ -569,6 +572,8 @@ class ComponentProcesses:
             left = self.pids()
             if not left:
                 self._reap()
+                if not self._groups:  # the process groups are gone: their ids may be reused
+                    self._sessions.clear()
                 return True
             if time.monotonic() > deadline:
                 log.error("component %s: processes %s are still running after SIGKILL",
@@ -586,6 +591,7 @@ class ComponentProcesses:
         return len(left)
 
     def _kill_now(self, left: list[int]) -> None:
+        self._killed.update(left)
         if not self._groups:
             _kill_all(left, signal.SIGKILL)
             return
@@ -594,13 +600,23 @@ class ComponentProcesses:
             _kill_group(folder, hierarchy.version, freezer)
 
     def _reap(self) -> None:
-        """Collect what was re-parented to the runtime (subreaper) and has exited."""
-        for pid, info in _processes():
-            if info.ppid == os.getpid() and info.state == "Z" and pid not in self._sessions \
-                    and (self._groups or info.pgid in self._sessions
-                         or info.sid in self._sessions):
+        """Collect the killed processes that were re-parented to the runtime (the
+        subreaper); the steps' own processes are their ChildProcess's to collect, and
+        no other child of the runtime is touched."""
+        me = os.getpid()
+        for pid in list(self._killed):
+            try:
+                info = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                self._killed.discard(pid)
+                continue
+            fields = info[info.rfind(")") + 2:].split()
+            if int(fields[1]) == me and fields[0] != "Z":
+                continue  # still dying: next time
+            if int(fields[1]) == me and pid not in self._sessions:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
+            self._killed.discard(pid)  # collected, or init's or a ChildProcess's to collect
 
     def _freezer(self) -> tuple[Path, int] | None:
         for hierarchy, folder in self._groups:

@@ -290,3 +290,22 @@ async def test_restarts_and_stops_never_report_errored(tmp_path: Path) -> None:
         await nucleus.wait_states(["test.Long"], [State.RUNNING], timeout=10)
         history = nucleus.status["test.Long"].history
     assert State.ERRORED not in history, history
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_timed_out_step_is_ended_whole(tmp_path: Path, mode: str,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Slow", lifecycle="""\
+        Install:
+          Script: "sleep 300 & echo $! > child.pid; sleep 300"
+          Timeout: 0.5
+    """)
+    async with Nucleus(root, containment=mode) as nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                        merge={"test.Slow": "1.0.0"}))
+    assert "install step timed out after 0.5 s" in record.cause
+    [child] = pids(root / "work" / "test.Slow", "child.pid")
+    assert not alive(child)
+    # The step's own process, dead but not yet collected, is not "still running".
+    assert "still running" not in caplog.text
