@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from actors.component import ComponentActor, ComponentPaths, State
-from actors.component._processes import Containment
+from actors.component._processes import Containment, containment_for
 from actors.deploy import DeploymentRequest, DetailedStatus, RestartComponent, StopComponent
 from actors.nucleus import Nucleus
 from actors.recipe import load_recipe
@@ -270,10 +270,13 @@ async def test_a_run_process_that_ends_after_the_stop_finished_is_not_an_error(
     actor = ComponentActor(load_recipe(path), {}, paths,
                            on_state=lambda name, state, reason: states.append(state))
     process = await actor._open("run", actor.recipe.lifecycle["run"])
-    actor.state = State.FINISHED  # the stop has finished
-    os.kill(process.pid, signal.SIGTERM)
-    await actor._watch_run(process)  # returns: no ComponentError for the supervisor
-    assert states == [] and actor.state is State.FINISHED
+    try:
+        actor.state = State.FINISHED  # the stop has finished
+        os.kill(process.pid, signal.SIGTERM)
+        await actor._watch_run(process)  # returns: no ComponentError for the supervisor
+        assert states == [] and actor.state is State.FINISHED
+    finally:
+        await containment_for(root).close()  # the actor's cgroups, made without a Nucleus
 
 
 async def test_restarts_and_stops_never_report_errored(tmp_path: Path) -> None:
