@@ -541,12 +541,19 @@ class ComponentProcesses:
         found = set()
         marker = f"{COMPONENT_VARIABLE}={self.name}".encode()
         root = f"{ROOT_VARIABLE}={self.containment.root}".encode()
+        me = os.getpid()
         for pid, info in _processes():
             if info.state == "Z":
-                continue  # dead, only not yet collected
+                # Dead, only not yet collected: an orphan of one of the steps' groups,
+                # re-parented to the runtime (the subreaper), is the runtime's to collect.
+                if info.ppid == me and pid not in self._sessions and (
+                        info.pgid in self._sessions or info.sid in self._sessions):
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                continue
             if info.pgid in self._sessions or info.sid in self._sessions:
                 found.add(pid)
-            elif info.ppid == os.getpid() and pid not in self._sessions:
+            elif info.ppid == me and pid not in self._sessions:
                 # Re-parented to the runtime (the subreaper): the environment tells.
                 environ = info.environ()
                 if marker in environ and root in environ:
@@ -825,6 +832,22 @@ class Containment:
             processes.remove()
             del self.components[name]
         return clean
+
+    def pause(self, name: str) -> None:
+        """Freeze a running component's processes (PauseComponent); LookupError when
+        it has none here."""
+        self._running(name).pause()
+
+    def resume(self, name: str) -> None:
+        """Thaw a paused component (ResumeComponent); LookupError when it has no
+        processes here."""
+        self._running(name).resume()
+
+    def _running(self, name: str) -> ComponentProcesses:
+        processes = self.components.get(name)
+        if processes is None or not processes.pids():
+            raise LookupError(f"component {name} has no running processes here")
+        return processes
 
     def posix_user(self, run_with: RunWith, where: str) -> PosixUser | None:
         """Who a step without RequiresPrivilege runs as: the component's posixUser or

@@ -242,17 +242,19 @@ async def test_resource_limits_and_pause_resume_use_the_components_cgroup(
             assert int((cpu[0] / "cpu.cfs_quota_us").read_text()) == 50_000
         tick = root / "work" / "test.Limited" / "tick"
         await wait_for(tick)
-        processes.pause()
+        nucleus.processes.pause("test.Limited")
         await anyio.sleep(0.3)
         frozen = tick.read_text()
         await anyio.sleep(0.3)
         assert tick.read_text() == frozen  # nothing of it ran while paused
-        processes.resume()
+        nucleus.processes.resume("test.Limited")
         with anyio.fail_after(5):
             while tick.read_text() == frozen:
                 await anyio.sleep(0.02)
         # A paused component still stops (thawed, then killed).
         processes.pause()
+        with pytest.raises(LookupError, match="test.Absent has no running processes"):
+            nucleus.processes.pause("test.Absent")
 
 
 async def test_a_run_process_that_ends_after_the_stop_finished_is_not_an_error(
@@ -312,3 +314,31 @@ async def test_a_timed_out_step_is_ended_whole(tmp_path: Path, mode: str,
     assert not alive(child)
     # The step's own process, dead but not yet collected, is not "still running".
     assert "still running" not in caplog.text
+
+
+def state_and_parent(pid: int) -> tuple[str, int] | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+async def test_the_fallback_adopts_orphans_and_collects_them(tmp_path: Path) -> None:
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Orphans", lifecycle="""\
+        Startup: "(sh -c 'echo $$ > orphan.pid; exec sleep 0.3' > /dev/null 2>&1 &)"
+    """)
+    async with Nucleus(root, containment="process-group") as nucleus:
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                               merge={"test.Orphans": "1.0.0"}))
+        await wait_for(root / "work" / "test.Orphans" / "orphan.pid")
+        [orphan] = pids(root / "work" / "test.Orphans", "orphan.pid")
+        # Re-parented to the runtime (the subreaper), not to init.
+        found = state_and_parent(orphan)
+        assert found is not None and found[1] == os.getpid()
+        with anyio.fail_after(5):
+            while state_and_parent(orphan) != ("Z", os.getpid()):
+                await anyio.sleep(0.05)
+        assert await nucleus.control(StopComponent("test.Orphans")) == "SUCCEEDED"
+        assert state_and_parent(orphan) is None  # collected, no zombie left
