@@ -44,6 +44,7 @@ import logging
 import os
 import pwd
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -404,6 +405,17 @@ def _remove_tree(folder: Path) -> None:
             _remove_tree(child)
     with contextlib.suppress(OSError):
         folder.rmdir()
+
+
+def _closed_ancestor(folder: Path) -> Path | None:
+    """The first folder above ``folder`` that other users cannot pass through."""
+    for parent in reversed(folder.parents):
+        try:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                return parent
+        except OSError:
+            return parent
+    return None
 
 
 def _safe(name: str) -> str:
@@ -877,6 +889,12 @@ class Containment:
         for name in ("cli.token", "state.json", "run-with.json"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(self.root / name, 0o600)
+        closed = _closed_ancestor(self.root)
+        if closed is not None:
+            log.warning("%s is closed to other users (mode %o): components running as %s "
+                        "cannot reach their work folders and artifacts under %s; open it "
+                        "(chmod o+x) or choose another --root", closed,
+                        stat.S_IMODE(closed.stat().st_mode), self.default.posix_user, self.root)
 
     def open_socket(self, path: Path) -> None:
         """Let components running as other users connect to the IPC socket (each

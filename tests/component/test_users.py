@@ -112,3 +112,14 @@ def test_the_cli_takes_the_default_user_runwith_and_system_limits(open_root: Pat
     saved = json.loads((root / "run-with.json").read_text())
     assert saved["test.Other"] == {"posixUser": "nobody",
                                    "systemResourceLimits": {"memory": 65536, "cpus": 0.5}}
+
+
+async def test_a_root_other_users_cannot_reach_is_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    async with Nucleus(closed / "root", run_with=RunWith(posix_user=DEFAULT_POSIX_USER)):
+        pass
+    # (pytest's own temporary folder, above it, is the first one closed)
+    assert "is closed to other users (mode 700): components running as ggc_user:ggc_group " \
+        "cannot reach their work folders" in caplog.text
