@@ -46,6 +46,7 @@ import pwd
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -889,6 +890,13 @@ class Containment:
         for name in ("cli.token", "state.json", "run-with.json"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(self.root / name, 0o600)
+        interpreter = Path(os.path.realpath(sys.executable))
+        closed = _closed_ancestor(interpreter)
+        if closed is not None or not interpreter.stat().st_mode & stat.S_IXOTH:
+            log.warning("the runtime's interpreter %s is closed to other users (at %s): "
+                        "`python3` in a recipe run as %s finds the system's python3, without "
+                        "the runtime's packages; install the runtime where other users may "
+                        "run it", interpreter, closed or interpreter, self.default.posix_user)
         closed = _closed_ancestor(self.root)
         if closed is not None:
             log.warning("%s is closed to other users (mode %o): components running as %s "

@@ -123,3 +123,26 @@ async def test_a_root_other_users_cannot_reach_is_named(
     # (pytest's own temporary folder, above it, is the first one closed)
     assert "is closed to other users (mode 700): components running as ggc_user:ggc_group " \
         "cannot reach their work folders" in caplog.text
+
+
+@pytest.mark.skipif(not os.access("/usr/bin/python3", os.X_OK), reason="no system python3")
+async def test_a_component_user_may_connect_to_the_ipc_socket(open_root: Path) -> None:
+    # The socket is root's (0600) until components run as other users; each
+    # connection then authenticates with its component's token (tests/ipc).
+    # (/usr/bin/python3: the runtime's own interpreter may be under /root.)
+    recipes, root = open_root / "recipes", open_root / "root"
+    recipe(recipes, "test.Connect", lifecycle="""\
+        Run: >-
+          /usr/bin/python3 -c "import os, socket; s = socket.socket(socket.AF_UNIX);
+          s.connect(os.environ['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT']);
+          print('connected as', os.getuid())"
+    """)
+    lines: list[str] = []
+    nucleus = Nucleus(root, run_with=RunWith(posix_user=DEFAULT_POSIX_USER))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                        merge={"test.Connect": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states(["test.Connect"], [State.FINISHED, State.BROKEN], timeout=30)
+    assert lines == [f"connected as {pwd.getpwnam('ggc_user').pw_uid}"], lines
