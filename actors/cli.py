@@ -270,7 +270,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
-    from .component import State
+    from .component import RunWithError, State
     from .deploy import DeploymentRequest, FailureHandling
 
     async with nucleus:
@@ -279,12 +279,16 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
         if args.watch is not None:
             update = _watching(args, update)
         if args.merge or args.remove or update:
-            record = await nucleus.deploy(DeploymentRequest(
-                merge=_merge(args.merge), remove=args.remove,
-                configuration_update=update,
-                recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
-                failure_handling=FailureHandling(args.failure_handling),
-                run_with=_run_with(args)))
+            try:
+                record = await nucleus.deploy(DeploymentRequest(
+                    merge=_merge(args.merge), remove=args.remove,
+                    configuration_update=update,
+                    recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
+                    failure_handling=FailureHandling(args.failure_handling),
+                    run_with=_run_with(args)))
+            except RunWithError as exc:  # an unknown posixUser: nothing was deployed
+                print(f"edge-actors: {exc}", file=sys.stderr, flush=True)
+                return 1
             line = f"deployment {record.deployment_id}: {record.status} {record.detailed_status}"
             print(line + (f": {record.cause}" if record.cause else ""), flush=True)
             code = 0 if record.status == "SUCCEEDED" else 1

@@ -146,3 +146,19 @@ async def test_a_component_user_may_connect_to_the_ipc_socket(open_root: Path) -
         assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
         await nucleus.wait_states(["test.Connect"], [State.FINISHED, State.BROKEN], timeout=30)
     assert lines == [f"connected as {pwd.getpwnam('ggc_user').pw_uid}"], lines
+
+
+def test_an_unknown_posix_user_is_named_and_nothing_is_deployed(open_root: Path) -> None:
+    recipes, root = open_root / "recipes", open_root / "root"
+    recipe(recipes, "test.X", lifecycle="""\
+        Run: echo ran
+    """)
+    done = subprocess.run(
+        [sys.executable, "-m", "actors", "run", "--root", str(root), "--recipeDir", str(recipes),
+         "--merge", "test.X=1.0.0", "--runWith", "test.X:posixUser=no_such_user_here",
+         "--exit-when-done", "--timeout", "30"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "component test.X: runWith.posixUser: user 'no_such_user_here' does not exist; " \
+        "create it" in done.stderr
+    assert "Traceback" not in done.stderr and "ran" not in done.stdout
