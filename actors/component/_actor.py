@@ -276,6 +276,13 @@ class ComponentActor(Actor):
                 "but the runtime is not running as root; run it as root or remove the flag "
                 f"in {self.recipe.path}")
         processes = self._processes()
+        if not getattr(self, "_spawned", False):
+            # This instance's first step: what an earlier one left (a start that
+            # failed after its startup step had started a daemon, a FINISHED run
+            # step's children) goes first, so restarts do not pile copies up.
+            self._spawned = True
+            if processes.pids():
+                await self._end_leftovers(processes)
         await anyio.Path(self.paths.work).mkdir(parents=True, exist_ok=True)
         env = self._env(step)
         # As Greengrass: RequiresPrivilege steps as root, the rest as the
@@ -367,6 +374,13 @@ class ComponentActor(Actor):
         if found:
             log.info("%s: %s step skipped (Skipif: %s %s)", self.recipe.name, name, kind, target)
         return found
+
+    async def _end_leftovers(self, processes: ComponentProcesses) -> None:
+        with anyio.CancelScope(shield=True):
+            if not await processes.kill(STOP_GRACE):
+                raise ComponentError(
+                    f"component {self.recipe.name}: processes of its earlier start are still "
+                    f"running after SIGKILL ({processes.pids()}); not starting it again")
 
     async def _end(self, process: ChildProcess) -> bool:
         """SIGTERM everything of the component (the step's process and all it started),

@@ -881,6 +881,11 @@ class Containment:
         connections authenticate with the component's token)."""
         if os.geteuid() != 0 or not self.default.posix_user:
             return
+        try:
+            if PosixUser.resolve(self.default.posix_user).uid == 0:
+                return  # components run as root: nothing to keep from them
+        except RunWithError:
+            pass  # each component's start names it
         for path, mode in ((self.root, 0o755), (self.root / "work", 0o755),
                            (self.root / "deployments", 0o700), (self.root / "logs", 0o700)):
             with contextlib.suppress(FileNotFoundError):

@@ -12,9 +12,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors.component import ComponentActor, ComponentPaths, State
+from actors.component import ComponentActor, ComponentError, ComponentPaths, State
 from actors.component._processes import Containment, containment_for
-from actors.deploy import DeploymentRequest, DetailedStatus, RestartComponent, StopComponent
+from actors.deploy import (
+    DeploymentRequest,
+    DetailedStatus,
+    RestartComponent,
+    StopComponent,
+)
 from actors.nucleus import Nucleus
 from actors.recipe import load_recipe
 
@@ -342,3 +347,25 @@ async def test_the_fallback_adopts_orphans_and_collects_them(tmp_path: Path) -> 
                 await anyio.sleep(0.05)
         assert await nucleus.control(StopComponent("test.Orphans")) == "SUCCEEDED"
         assert state_and_parent(orphan) is None  # collected, no zombie left
+
+
+async def test_a_new_start_ends_what_a_failed_start_left(tmp_path: Path) -> None:
+    # A start that fails after its startup step started a daemon never runs
+    # on_stop: the next instance's first step ends what it left, so restarts do
+    # not pile daemons up.
+    path = recipe(tmp_path / "recipes", "test.Flaky", lifecycle="""\
+        Startup: "sleep 300 > /dev/null 2>&1 & echo $! >> daemons; exit 1"
+    """)
+    root = tmp_path / "root"
+    paths = ComponentPaths(root=root, artifacts=root / "a", work=root / "work" / "test.Flaky",
+                           decompressed=root / "d")
+    try:
+        for attempt in (1, 2):
+            actor = ComponentActor(load_recipe(path), {}, paths)
+            with pytest.raises(ComponentError, match="startup step exited with code 1"):
+                await actor._run_step("startup")
+            daemons = pids(paths.work, "daemons") if attempt == 1 else \
+                [int(p) for p in (paths.work / "daemons").read_text().split()]
+        assert [alive(pid) for pid in daemons] == [False, True]
+    finally:
+        await containment_for(root).close()
