@@ -456,9 +456,12 @@ class ComponentProcesses:
             try:
                 folder.mkdir(exist_ok=True)
             except OSError as exc:
+                if self._groups:  # a limit controller: the limit is not applied
+                    log.warning("component %s: cannot create the cgroup %s (%s)",
+                                self.name, folder, exc.strerror)
+                    continue
                 log.warning("component %s: cannot create the cgroup %s (%s); using the "
                             "process-group fallback", self.name, folder, exc.strerror)
-                self._groups.clear()
                 return
             self._groups.append((hierarchy, folder))
         self._limit()
@@ -736,6 +739,10 @@ class Containment:
             log.warning("%s: unreadable (%s); components run with the default RunWith",
                         self._settings_file, exc)
             return {}
+        if not isinstance(raw, dict):
+            log.warning("%s: not a mapping of component names; components run with the "
+                        "default RunWith", self._settings_file)
+            return {}
         found = {}
         for name, value in raw.items():
             try:
@@ -784,10 +791,13 @@ class Containment:
             # memory and cpu controllers carry the limits.
             chosen = v2[:1] + [h for h in v1 if h.controller in ("memory", "cpu")]
         usable = [h for h in chosen if os.access(h.own, os.W_OK)]
+        if not usable or (usable[0].version == 1 and usable[0].controller
+                          not in ("freezer", "pids")):
+            usable = []  # no hierarchy to hold the membership
         if mode in ("cgroup1", "cgroup2") and not usable:
-            raise ValueError(f"containment {mode}: no writable {mode} hierarchy here")
-        return usable if usable and (usable[0].version == 2 or
-                                     usable[0].controller in ("freezer", "pids")) else []
+            raise ValueError(f"containment {mode}: no {mode} hierarchy the runtime may "
+                             "create groups in here; use auto or process-group")
+        return usable
 
     def instance_groups(self) -> list[tuple[_Hierarchy, Path]]:
         """This runtime's folder in each hierarchy (created on first use)."""

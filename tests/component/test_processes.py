@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from actors.component import ComponentActor, ComponentError, ComponentPaths, State
-from actors.component._processes import Containment, containment_for
+from actors.component._processes import Containment, RunWith, RunWithError, containment_for
 from actors.deploy import (
     DeploymentRequest,
     DetailedStatus,
@@ -369,3 +369,28 @@ async def test_a_new_start_ends_what_a_failed_start_left(tmp_path: Path) -> None
         assert [alive(pid) for pid in daemons] == [False, True]
     finally:
         await containment_for(root).close()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("ggc_user", "RunWith must be a mapping"),
+    ({"posixUser": 7}, "posixUser must be 'user' or 'user:group'"),
+    ({"systemResourceLimits": {"memory": -1}}, "memory must be a positive number of kilobytes"),
+    ({"systemResourceLimits": {"memory": "1G"}}, "memory must be a positive number"),
+    ({"systemResourceLimits": {"cpus": True}}, "cpus must be a positive number of cores"),
+    ({"systemResourceLimits": [1]}, "SystemResourceLimits must be a mapping"),
+])
+def test_a_malformed_run_with_is_named(raw: object, message: str) -> None:
+    with pytest.raises(RunWithError, match=f"component test.X: runWith: .*{message}"):
+        RunWith.parse(raw, "component test.X: runWith")
+
+
+def test_a_damaged_run_with_file_falls_back_to_the_default(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "run-with.json").write_text("[1, 2]")
+    containment = Containment(tmp_path, "t", "process-group",
+                              default=RunWith(memory_kb=1024))
+    assert containment.component("test.X").run_with == RunWith(memory_kb=1024)
+    assert "run-with.json: not a mapping of component names" in caplog.text
+    containment.set_run_with({"test.X": {"systemResourceLimits": {"cpus": 0.5}}})
+    again = Containment(tmp_path, "t2", "process-group")
+    assert again.settings == {"test.X": RunWith(cpus=0.5)}
