@@ -929,10 +929,14 @@ class Containment:
     @staticmethod
     def own_work(folder: Path, user: PosixUser) -> None:
         """A component's work folder: its user's, mode 0700."""
-        stat = os.stat(folder)
-        if (stat.st_uid, stat.st_gid) != (user.uid, user.gid):
+        info = os.stat(folder)
+        if (info.st_uid, info.st_gid) != (user.uid, user.gid):
+            # What it holds too: files an earlier version wrote as another user.
+            for base, folders, files in os.walk(folder):
+                for name in folders + files:
+                    os.lchown(os.path.join(base, name), user.uid, user.gid)
             os.chown(folder, user.uid, user.gid)
-        if stat.st_mode & 0o777 != 0o700:
+        if info.st_mode & 0o777 != 0o700:
             os.chmod(folder, 0o700)
 
     def sweep(self) -> int:

@@ -41,6 +41,9 @@ def open_root() -> Iterator[Path]:
 async def test_components_run_as_ggc_user_and_privileged_steps_as_root(
         open_root: Path) -> None:
     recipes, root = open_root / "recipes", open_root / "root"
+    earlier = root / "work" / "test.Who" / "earlier" / "state.txt"  # written as root before
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("old")
     recipe(recipes, "test.Who", lifecycle="""\
         Install:
           Script: echo "install $(id -un)"
@@ -51,6 +54,7 @@ async def test_components_run_as_ggc_user_and_privileged_steps_as_root(
           cat ../../state.json > /dev/null 2>&1 && echo "read the state"
           cat ../test.Other/secret > /dev/null 2>&1 && echo "read another component's work"
           echo mine > own-file
+          echo new > earlier/state.txt || echo "read cannot update its earlier files"
     """)
     recipe(recipes, "test.Other", lifecycle="""\
         Startup: echo secret > secret
