@@ -42,7 +42,7 @@ from .component import (
     State,
     kill_orphans,
 )
-from .component._processes import create_default_user, default_posix_user
+from .component._users import create_default_user, default_posix_user
 from .deploy import (
     PACKAGES,
     Deployed,

@@ -14,15 +14,8 @@ from ._actor import (
     kill_orphans,
 )
 from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher, RequestHandler
-from ._processes import (
-    DEFAULT_POSIX_USER,
-    INSTANCE_VARIABLE,
-    ComponentProcesses,
-    Containment,
-    PosixUser,
-    RunWith,
-    RunWithError,
-)
+from ._processes import INSTANCE_VARIABLE, ComponentProcesses, Containment
+from ._users import DEFAULT_POSIX_USER, PosixUser, RunWith, RunWithError
 
 __all__ = [
     "DEFAULT_POSIX_USER",

@@ -33,6 +33,7 @@ from anyio.streams.text import TextReceiveStream
 from ..config import pointer_get
 from ..kernel import Actor, ActorsError, Later
 from ..recipe import Recipe, Step
+from ._child import ChildProcess
 from ._context import (
     IN_PROCESS,
     SERVE_GRACE,
@@ -44,7 +45,6 @@ from ._context import (
 from ._processes import (
     INSTANCE_VARIABLE,
     ROOT_VARIABLE,
-    ChildProcess,
     ComponentProcesses,
     containment_for,
 )

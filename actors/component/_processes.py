@@ -26,23 +26,18 @@ process groups and the re-parented processes that carry the component's
 marker in their environment. A process that both leaves its process group and
 clears its environment escapes this fallback; cgroups do not have that gap.
 
-Processes are started with ``subprocess.Popen`` (close_fds, as plain asyncio
-does) and watched through a pidfd, not through the event loop's subprocess
-transport: uvloop's transport leaves inheritable copies of the child's
-stdout/stderr pipe ends open in the child (it marks them inheritable and libuv
-only dup2()s them), so a daemon started in the background kept the pipe open
-and the step never saw end of file.
+Steps start as ``_child.ChildProcess`` (not through the event loop's subprocess
+transport: see there); who they run as is ``_users``; the cgroup file system is
+``_cgroups``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import grp
 import hashlib
 import logging
 import os
-import pwd
 import signal
 import stat
 import subprocess
@@ -58,6 +53,24 @@ import anyio.abc
 import orjson
 
 from ..config import atomic_write
+from ._cgroups import (
+    V1_CONTROLLERS,
+    Hierarchy,
+    freeze,
+    kill_all,
+    kill_group,
+    mounted_hierarchies,
+    read_pids,
+    remove_tree,
+    write,
+)
+from ._child import ChildProcess
+from ._users import (
+    PosixUser,
+    RunWith,
+    RunWithError,
+    closed_ancestor,
+)
 
 log = logging.getLogger("actors.component.processes")
 
@@ -66,138 +79,8 @@ CGROUP_MODES: tuple[Mode, ...] = ("auto", "cgroup2", "cgroup1", "process-group")
 COMPONENT_VARIABLE = "EDGE_ACTORS_COMPONENT"
 ROOT_VARIABLE = "EDGE_ACTORS_ROOT"
 INSTANCE_VARIABLE = "EDGE_ACTORS_INSTANCE"
-DEFAULT_POSIX_USER = "ggc_user:ggc_group"
 PR_SET_CHILD_SUBREAPER = 36
-_V1_CONTROLLERS = ("freezer", "pids", "memory", "cpu")
 _EMPTY_WAIT = 5.0  # how long a stop waits for a killed group to empty
-
-
-class RunWithError(ValueError):
-    """A RunWith setting is malformed or names a user or group that does not exist."""
-
-
-@dataclass(frozen=True)
-class RunWith:
-    """Greengrass's ``RunWith``: the POSIX user (``user[:group]``) and
-    ``SystemResourceLimits`` (``memory`` in KB, ``cpus`` as a number of cores)."""
-
-    posix_user: str | None = None
-    memory_kb: int | None = None
-    cpus: float | None = None
-
-    @classmethod
-    def parse(cls, raw: Any, where: str) -> RunWith:
-        """From a recipe's or deployment's ``RunWith`` mapping (keys in either case)."""
-        if raw is None:
-            return cls()
-        if not isinstance(raw, Mapping):
-            raise RunWithError(f"{where}: RunWith must be a mapping with posixUser and/or "
-                               f"SystemResourceLimits, not {type(raw).__name__}")
-        keys = {str(k).lower(): v for k, v in raw.items()}
-        user = keys.get("posixuser")
-        if user is not None and (not isinstance(user, str) or not user.strip()):
-            raise RunWithError(f"{where}: RunWith.posixUser must be 'user' or 'user:group'")
-        limits = keys.get("systemresourcelimits") or {}
-        if not isinstance(limits, Mapping):
-            raise RunWithError(f"{where}: RunWith.SystemResourceLimits must be a mapping "
-                               "with memory (KB) and/or cpus")
-        limits = {str(k).lower(): v for k, v in limits.items()}
-        memory, cpus = limits.get("memory"), limits.get("cpus")
-        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
-                                   or memory <= 0):
-            raise RunWithError(f"{where}: RunWith.SystemResourceLimits.memory must be a "
-                               f"positive number of kilobytes, not {memory!r}")
-        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
-                                 or cpus <= 0):
-            raise RunWithError(f"{where}: RunWith.SystemResourceLimits.cpus must be a "
-                               f"positive number of cores, not {cpus!r}")
-        return cls(user.strip() if user else None, memory, float(cpus) if cpus else None)
-
-    def to_json(self) -> dict[str, Any]:
-        limits: dict[str, Any] = {}
-        if self.memory_kb is not None:
-            limits["memory"] = self.memory_kb
-        if self.cpus is not None:
-            limits["cpus"] = self.cpus
-        found: dict[str, Any] = {"systemResourceLimits": limits} if limits else {}
-        if self.posix_user:
-            found["posixUser"] = self.posix_user
-        return found
-
-    def over(self, default: RunWith) -> RunWith:
-        """This setting, with what it leaves out taken from ``default``."""
-        return RunWith(self.posix_user or default.posix_user,
-                       self.memory_kb or default.memory_kb, self.cpus or default.cpus)
-
-
-@dataclass(frozen=True)
-class PosixUser:
-    """A resolved ``user[:group]``: what a step's process runs as."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...] = ()
-    home: str = "/"
-
-    @classmethod
-    def resolve(cls, spec: str, where: str = "RunWith.posixUser") -> PosixUser:
-        """Raises RunWithError naming ``where`` when the user or group does not exist."""
-        user, _, group = spec.partition(":")
-        try:
-            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-        except KeyError:
-            raise RunWithError(
-                f"{where}: user {user!r} does not exist; create it (useradd --system "
-                f"{user}) or name another user") from None
-        gid = entry.pw_gid
-        if group:
-            try:
-                gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
-            except KeyError:
-                raise RunWithError(
-                    f"{where}: group {group!r} does not exist; create it (groupadd --system "
-                    f"{group}) or name another group") from None
-        groups = tuple(sorted({gid, *os.getgrouplist(entry.pw_name, gid)}))
-        return cls(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir or "/")
-
-
-USER_VARIABLE = "EDGE_ACTORS_COMPONENT_USER"
-
-
-def default_posix_user() -> str | None:
-    """The runtime-wide default user of components: ``$EDGE_ACTORS_COMPONENT_USER``,
-    else ``ggc_user:ggc_group`` when the runtime runs as root; None (the runtime's own
-    user) otherwise."""
-    if os.geteuid() != 0:
-        return None
-    return os.environ.get(USER_VARIABLE) or DEFAULT_POSIX_USER
-
-
-def create_default_user(spec: str = DEFAULT_POSIX_USER) -> PosixUser:
-    """Create the ``user:group`` components run as (a system user without a login
-    shell or home), as Greengrass's installer does for ggc_user:ggc_group; what
-    exists is kept. Needs root; raises RunWithError when useradd/groupadd fail."""
-    user, _, group = spec.partition(":")
-    group = group or user
-    commands = []
-    try:
-        grp.getgrnam(group)
-    except KeyError:
-        commands.append(["groupadd", "--system", group])
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        commands.append(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                         "--shell", "/usr/sbin/nologin", "--gid", group, user])
-    for command in commands:
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0 and "already exists" not in done.stderr:
-            raise RunWithError(f"cannot create the component user {spec}: {' '.join(command)}: "
-                               f"{done.stderr.strip() or done.returncode}; create it yourself "
-                               "or give another user (--component-default-user)")
-        log.warning("created %s for components: %s", spec, " ".join(command))
-    return PosixUser.resolve(spec)
 
 
 def set_child_subreaper() -> bool:
@@ -207,216 +90,6 @@ def set_child_subreaper() -> bool:
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
-
-
-# -- a child process watched without the event loop's subprocess transport --
-
-
-class _PipeStream(anyio.abc.ByteReceiveStream):
-    """The read end of a child's stdout or stderr pipe; closed at end of file."""
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd = fd
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while True:
-            if self._fd < 0:
-                raise anyio.EndOfStream
-            try:
-                data = os.read(self._fd, max_bytes)
-            except BlockingIOError:
-                await anyio.wait_readable(self._fd)
-                continue
-            if not data:
-                self.close()
-                raise anyio.EndOfStream
-            return data
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    async def aclose(self) -> None:
-        self.close()
-
-
-class ChildProcess:
-    """A lifecycle step's process: ``pid``, ``returncode``, ``wait()`` and its output
-    streams, as anyio's Process has them."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self.returncode: int | None = None
-        self.stdout: _PipeStream | None = _PipeStream(stdout)
-        self.stderr: _PipeStream | None = _PipeStream(stderr)
-        try:
-            self._pidfd: int | None = os.pidfd_open(self.pid)
-        except (OSError, AttributeError):  # kernels before 5.3: poll instead
-            self._pidfd = None
-        self._lock = anyio.Lock()
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = self.pid, 255 << 8
-            if pid:
-                self._exited(os.waitstatus_to_exitcode(status))
-        return self.returncode
-
-    def _exited(self, code: int) -> None:
-        self.returncode = code
-        # Popen must not wait for this pid again: it may already be another process's.
-        self._popen.returncode = code
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    async def wait(self) -> int:
-        async with self._lock:
-            while self.poll() is None:
-                if self._pidfd is not None:
-                    await anyio.wait_readable(self._pidfd)
-                else:
-                    await anyio.sleep(0.05)
-        assert self.returncode is not None
-        return self.returncode
-
-    def close(self) -> None:
-        """Close the output pipes (a step that ended before its output was read)."""
-        for stream in (self.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
-
-
-# -- control groups ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Hierarchy:
-    """One mounted cgroup hierarchy: where this process's own group is in it."""
-
-    version: int
-    controller: str  # the v1 controller, or "unified"
-    own: Path  # this process's cgroup folder in it
-
-    @property
-    def procs(self) -> str:
-        return "cgroup.procs"
-
-
-def _mounted_hierarchies() -> list[_Hierarchy]:
-    """The cgroup hierarchies mounted here, located at this process's own group."""
-    try:
-        mountinfo = Path("/proc/self/mountinfo").read_text()
-        membership = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        return []
-    own_v1: dict[str, str] = {}
-    own_v2 = None
-    for line in membership.splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            own_v2 = path
-        for name in controllers.split(","):
-            own_v1[name] = path
-    found: list[_Hierarchy] = []
-    for line in mountinfo.splitlines():
-        head, _, tail = line.partition(" - ")
-        fields, rest = head.split(), tail.split()
-        if len(fields) < 5 or len(rest) < 3:
-            continue
-        mount_root, mount_point, fstype, options = fields[3], fields[4], rest[0], rest[2]
-
-        def located(path: str | None, root: str = mount_root, point: str = mount_point) -> Path:
-            if path is None or not path.startswith(root):
-                return Path(point)  # a namespaced mount: its root is our group
-            return Path(point) / path[len(root):].lstrip("/")
-
-        if fstype == "cgroup2":
-            found.append(_Hierarchy(2, "unified", located(own_v2)))
-        elif fstype == "cgroup":
-            found.extend(_Hierarchy(1, name, located(own_v1.get(name)))
-                         for name in options.split(",") if name in _V1_CONTROLLERS)
-    return found
-
-
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
-
-
-def _read_pids(folder: Path) -> list[int]:
-    try:
-        return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def _kill_all(pids: Sequence[int], sig: int) -> int:
-    killed = 0
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-            killed += 1
-    return killed
-
-
-def _freeze(folder: Path, version: int, frozen: bool) -> bool:
-    try:
-        if version == 2:
-            _write(folder / "cgroup.freeze", "1" if frozen else "0")
-        else:
-            _write(folder / "freezer.state", "FROZEN" if frozen else "THAWED")
-        return True
-    except OSError:
-        return False
-
-
-def _kill_group(folder: Path, version: int, freezer: tuple[Path, int] | None) -> int:
-    """SIGKILL everything in one cgroup (frozen first, so nothing forks meanwhile)."""
-    pids = _read_pids(folder)
-    if not pids:
-        return 0
-    if version == 2:
-        try:
-            _write(folder / "cgroup.kill", "1")
-            return len(pids)
-        except OSError:
-            pass
-    if freezer is not None:
-        _freeze(*freezer, True)
-    try:
-        return _kill_all(_read_pids(folder), signal.SIGKILL)
-    finally:
-        if freezer is not None:  # the killed processes die when thawed
-            _freeze(*freezer, False)
-
-
-def _remove_tree(folder: Path) -> None:
-    """rmdir a cgroup folder and its (empty) children; what is busy stays."""
-    if not folder.is_dir():
-        return
-    for child in folder.iterdir():
-        if child.is_dir():
-            _remove_tree(child)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
-def _closed_ancestor(folder: Path) -> Path | None:
-    """The first folder above ``folder`` that other users cannot pass through."""
-    for parent in reversed(folder.parents):
-        try:
-            if not parent.stat().st_mode & stat.S_IXOTH:
-                return parent
-        except OSError:
-            return parent
-    return None
 
 
 def _safe(name: str) -> str:
@@ -431,7 +104,7 @@ class ComponentProcesses:
     name: str
     containment: Containment
     run_with: RunWith = field(default_factory=RunWith)
-    _groups: list[tuple[_Hierarchy, Path]] = field(default_factory=list)
+    _groups: list[tuple[Hierarchy, Path]] = field(default_factory=list)
     _sessions: set[int] = field(default_factory=set)  # fallback: the steps' process groups
     _killed: set[int] = field(default_factory=set)  # SIGKILLed, maybe ours to collect
     _prepared: bool = False
@@ -477,19 +150,19 @@ class ComponentProcesses:
                         and (folder / ("memory.max" if hierarchy.version == 2
                                        else "memory.limit_in_bytes")).exists():
                     if hierarchy.version == 2:
-                        _write(folder / "memory.max", str(memory * 1024))
+                        write(folder / "memory.max", str(memory * 1024))
                     else:
-                        _write(folder / "memory.limit_in_bytes", str(memory * 1024))
+                        write(folder / "memory.limit_in_bytes", str(memory * 1024))
                     applied.add("memory")
                 if cpus is not None and hierarchy.controller in ("cpu", "unified") \
                         and (folder / ("cpu.max" if hierarchy.version == 2
                                        else "cpu.cfs_quota_us")).exists():
                     period = 100_000
                     if hierarchy.version == 2:
-                        _write(folder / "cpu.max", f"{int(cpus * period)} {period}")
+                        write(folder / "cpu.max", f"{int(cpus * period)} {period}")
                     else:
-                        _write(folder / "cpu.cfs_period_us", str(period))
-                        _write(folder / "cpu.cfs_quota_us", str(int(cpus * period)))
+                        write(folder / "cpu.cfs_period_us", str(period))
+                        write(folder / "cpu.cfs_quota_us", str(int(cpus * period)))
                     applied.add("cpus")
             except OSError as exc:
                 log.warning("component %s: cannot set its resource limits in %s: %s",
@@ -549,7 +222,7 @@ class ComponentProcesses:
         if self._groups:
             found: set[int] = set()
             for _, folder in self._groups:
-                found.update(_read_pids(folder))
+                found.update(read_pids(folder))
             return sorted(found)
         return sorted(self._fallback_pids())
 
@@ -578,7 +251,7 @@ class ComponentProcesses:
 
     def signal(self, sig: int) -> int:
         """Send ``sig`` to every process of the component; how many got it."""
-        return _kill_all(self.pids(), sig)
+        return kill_all(self.pids(), sig)
 
     async def kill(self, grace: float = 0.0) -> bool:
         """End everything of the component: SIGTERM, up to ``grace`` seconds, then
@@ -616,11 +289,11 @@ class ComponentProcesses:
     def _kill_now(self, left: list[int]) -> None:
         self._killed.update(left)
         if not self._groups:
-            _kill_all(left, signal.SIGKILL)
+            kill_all(left, signal.SIGKILL)
             return
         freezer = self._freezer()
         for hierarchy, folder in self._groups:
-            _kill_group(folder, hierarchy.version, freezer)
+            kill_group(folder, hierarchy.version, freezer)
 
     def _reap(self) -> None:
         """Collect the killed processes that were re-parented to the runtime (the
@@ -654,14 +327,14 @@ class ComponentProcesses:
         SIGSTOP them."""
         self._prepare()
         freezer = self._freezer()
-        if freezer is None or not _freeze(*freezer, True):
+        if freezer is None or not freeze(*freezer, True):
             self.signal(signal.SIGSTOP)
         self._paused = True
 
     def resume(self) -> None:
         """Thaw the component (ResumeComponent); in the fallback, SIGCONT."""
         freezer = self._freezer()
-        if freezer is None or not _freeze(*freezer, False):
+        if freezer is None or not freeze(*freezer, False):
             self.signal(signal.SIGCONT)
         self._paused = False
 
@@ -672,7 +345,7 @@ class ComponentProcesses:
     def remove(self) -> None:
         """Remove the component's (empty) cgroups."""
         for _, folder in self._groups:
-            _remove_tree(folder)
+            remove_tree(folder)
         self._groups.clear()
         self._prepared = False
 
@@ -775,16 +448,16 @@ class Containment:
             return "process-group"
         return "cgroup2" if self._hierarchies[0].version == 2 else "cgroup1"
 
-    def _choose(self, mode: Mode) -> list[_Hierarchy]:
+    def _choose(self, mode: Mode) -> list[Hierarchy]:
         if mode == "process-group":
             return []
-        found = _mounted_hierarchies()
+        found = mounted_hierarchies()
         v2 = [h for h in found if h.version == 2]
         v1 = [h for h in found if h.version == 1]
         if mode == "cgroup1" or (mode == "auto" and not v2):
             # membership: the freezer (it also pauses), else pids; memory and cpu
             # carry the limits
-            v1.sort(key=lambda h: _V1_CONTROLLERS.index(h.controller))
+            v1.sort(key=lambda h: V1_CONTROLLERS.index(h.controller))
             chosen = v1[:1] + [h for h in v1[1:] if h.controller in ("memory", "cpu")]
         else:
             # v2 for membership, kill and freeze; in the hybrid layout the v1
@@ -799,7 +472,7 @@ class Containment:
                              "create groups in here; use auto or process-group")
         return usable
 
-    def instance_groups(self) -> list[tuple[_Hierarchy, Path]]:
+    def instance_groups(self) -> list[tuple[Hierarchy, Path]]:
         """This runtime's folder in each hierarchy (created on first use)."""
         made = []
         for hierarchy in self._hierarchies:
@@ -827,7 +500,7 @@ class Containment:
             try:
                 available = (folder.parent / "cgroup.subtree_control").read_text().split()
                 if available:
-                    _write(folder / "cgroup.subtree_control",
+                    write(folder / "cgroup.subtree_control",
                            " ".join(f"+{c}" for c in available if c in ("memory", "cpu")))
             except OSError:
                 pass
@@ -906,13 +579,13 @@ class Containment:
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(self.root / name, 0o600)
         interpreter = Path(os.path.realpath(sys.executable))
-        closed = _closed_ancestor(interpreter)
+        closed = closed_ancestor(interpreter)
         if closed is not None or not interpreter.stat().st_mode & stat.S_IXOTH:
             log.warning("the runtime's interpreter %s is closed to other users (at %s): "
                         "`python3` in a recipe run as %s finds the system's python3, without "
                         "the runtime's packages; install the runtime where other users may "
                         "run it", interpreter, closed or interpreter, self.default.posix_user)
-        closed = _closed_ancestor(self.root)
+        closed = closed_ancestor(self.root)
         if closed is not None:
             log.warning("%s is closed to other users (mode %o): components running as %s "
                         "cannot reach their work folders and artifacts under %s; open it "
@@ -950,7 +623,7 @@ class Containment:
                 if not instance.is_dir() or instance.name == self.instance:
                     continue
                 for folder in [instance, *(p for p in instance.iterdir() if p.is_dir())]:
-                    killed += _kill_group(folder, hierarchy.version,
+                    killed += kill_group(folder, hierarchy.version,
                                           (folder, 1) if hierarchy.controller == "freezer"
                                           else None)
         if killed:
@@ -960,7 +633,7 @@ class Containment:
             if base.is_dir():
                 for instance in base.iterdir():
                     if instance.is_dir() and instance.name != self.instance:
-                        _remove_tree(instance)
+                        remove_tree(instance)
         return killed
 
     async def close(self) -> bool:
@@ -973,7 +646,7 @@ class Containment:
                 await processes.kill()
             processes.remove()
         for hierarchy in self._hierarchies:
-            _remove_tree(hierarchy.own / self.key / self.instance)
+            remove_tree(hierarchy.own / self.key / self.instance)
             with contextlib.suppress(OSError):
                 (hierarchy.own / self.key).rmdir()
         if _REGISTRY.get((self.root, self.instance)) is self:

@@ -12,8 +12,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors.component import ComponentActor, ComponentError, ComponentPaths, State
-from actors.component._processes import Containment, RunWith, RunWithError, containment_for
+from actors.component import (
+    ComponentActor,
+    ComponentError,
+    ComponentPaths,
+    RunWith,
+    RunWithError,
+    State,
+)
+from actors.component._processes import Containment, containment_for
 from actors.deploy import (
     DeploymentRequest,
     DetailedStatus,

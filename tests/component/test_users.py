@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from actors.component import DEFAULT_POSIX_USER, RunWith, State
-from actors.component._processes import create_default_user
+from actors.component._users import create_default_user
 from actors.deploy import DeploymentRequest, DetailedStatus
 from actors.nucleus import Nucleus
 
