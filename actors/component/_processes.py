@@ -8,8 +8,10 @@ create one:
     <runtime's own cgroup>/edge-actors-<root key>/<runtime instance>/<component>
 
 in the cgroup v2 hierarchy (``/sys/fs/cgroup`` or the hybrid layout's
-``/sys/fs/cgroup/unified``) and in the v1 ``freezer``, ``memory``, ``cpu`` and
-``pids`` hierarchies that are mounted. A step's process joins them before it
+``/sys/fs/cgroup/unified``), else the v1 ``freezer`` (or ``pids``) hierarchy,
+and, for a component with limits, the v1 ``memory`` and ``cpu`` ones (each group
+joined is a migration under the kernel's cgroup lock: milliseconds per step).
+A step's process joins them before it
 executes anything of the component's (in the child, between fork and exec), so
 nothing it starts can be outside. Stopping the component kills the whole
 group, and the stop succeeds only when the group is empty; the group carries
