@@ -216,7 +216,11 @@ class Nucleus:
             try:
                 await self.system.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
-                self._lock.close()
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await self.processes.close()  # what a failed start left
+                finally:
+                    self._lock.close()
             raise
         return self
 

@@ -401,3 +401,29 @@ def test_a_damaged_run_with_file_falls_back_to_the_default(
     containment.set_run_with({"test.X": {"systemResourceLimits": {"cpus": 0.5}}})
     again = Containment(tmp_path, "t2", "process-group")
     assert again.settings == {"test.X": RunWith(cpus=0.5)}
+
+
+async def test_a_runtime_that_fails_to_start_leaves_no_process_or_cgroup(tmp_path: Path) -> None:
+    # A component whose startup step fails when the runtime starts again makes
+    # that start fail (issue 15, part 1, is about that); what its failed step
+    # started, and its cgroups, must not stay behind.
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    recipe(recipes, "test.Flaky", lifecycle="""\
+        Startup: |
+          sleep 300 > /dev/null 2>&1 &
+          echo $! >> daemons
+          echo x >> tries
+          [ "$(wc -l < tries)" -eq 1 ]
+    """)
+    async with Nucleus(root) as nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                        merge={"test.Flaky": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+    nucleus = Nucleus(root)
+    groups = nucleus.processes.component("test.Flaky").groups
+    with pytest.raises(Exception, match="startup step exited with code 1"):
+        async with nucleus:
+            pass
+    daemons = [int(p) for p in (root / "work" / "test.Flaky" / "daemons").read_text().split()]
+    assert len(daemons) == 2 and not any(alive(pid) for pid in daemons)
+    assert not any(folder.exists() for folder in groups)
