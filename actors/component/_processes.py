@@ -617,6 +617,7 @@ class Containment:
     def sweep(self) -> int:
         """Kill what an earlier runtime on this root left in its cgroups; how many."""
         killed = 0
+        swept: list[Path] = []
         for hierarchy in self._hierarchies[:1]:  # every process is in the first one
             base = hierarchy.own / self.key
             if not base.is_dir():
@@ -625,11 +626,14 @@ class Containment:
                 if not instance.is_dir() or instance.name == self.instance:
                     continue
                 for folder in [instance, *(p for p in instance.iterdir() if p.is_dir())]:
+                    swept.append(folder)
                     killed += kill_group(folder, hierarchy.version,
-                                          (folder, 1) if hierarchy.controller == "freezer"
-                                          else None)
-        if killed:
-            time.sleep(0.05)
+                                         (folder, 1) if hierarchy.controller == "freezer"
+                                         else None)
+        # The killed die asynchronously; a group still holding one cannot be removed.
+        deadline = time.monotonic() + 2.0
+        while killed and any(read_pids(f) for f in swept) and time.monotonic() < deadline:
+            time.sleep(0.01)
         for hierarchy in self._hierarchies:
             base = hierarchy.own / self.key
             if base.is_dir():
@@ -642,6 +646,7 @@ class Containment:
         """At the runtime's stop: kill what is left of any component, remove the
         cgroups. True when nothing was left running."""
         clean = True
+        self.sweep()  # an earlier instance's groups the start could not remove yet
         for processes in list(self.components.values()):
             if processes.pids():
                 clean = False
