@@ -44,6 +44,13 @@ def _deployment_flags(parser: argparse.ArgumentParser) -> None:
                         help='configuration updates: {"name": {"MERGE": {...}, "RESET": [...]}}')
     parser.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
                         default="ROLLBACK", help="on a failed deployment (default: ROLLBACK)")
+    parser.add_argument("--runWith", "--run-with", dest="run_with", action="append", default=[],
+                        metavar="NAME:posixUser=USER[:GROUP]",
+                        help="the user a component runs as when the runtime runs as root "
+                        "(repeatable)")
+    parser.add_argument("--systemLimits", "--system-limits", dest="system_limits",
+                        metavar="JSON_OR_FILE", help='per-component resource limits: '
+                        '{"name": {"cpus": 0.5, "memory": 65536}} (memory in KB)')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt-ca", type=Path, help="CA certificate for TLS")
     run.add_argument("--mqtt-cert", type=Path, help="the thing's client certificate")
     run.add_argument("--mqtt-key", type=Path, help="the thing's private key")
+    run.add_argument("--component-default-user", metavar="USER[:GROUP]",
+                     help="who components run as when the runtime runs as root (steps with "
+                     "RequiresPrivilege: true run as root); a deployment's runWith posixUser "
+                     "overrides it (default: $EDGE_ACTORS_COMPONENT_USER, else "
+                     "ggc_user:ggc_group, created when missing)")
+    run.add_argument("--containment", choices=["auto", "cgroup2", "cgroup1", "process-group"],
+                     default="auto", help="how each component's processes are kept together: "
+                     "a cgroup per component (v2 or v1), or the process-group and subreaper "
+                     "fallback; auto takes the first the runtime may create (default: auto)")
     run.add_argument("--exit-when-done", action="store_true",
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
@@ -204,6 +220,32 @@ def _running(root: Path) -> bool:
     return True
 
 
+def _run_with(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """--runWith and --systemLimits as a deployment's componentToRunWithInfo."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in args.run_with:
+        name, _, setting = item.partition(":")
+        key, _, user = setting.partition("=")
+        if not name or key != "posixUser" or not user:
+            raise SystemExit(f"edge-actors: --runWith {item!r}: expected "
+                             "NAME:posixUser=USER[:GROUP]")
+        found.setdefault(name, {})["posixUser"] = user
+    if args.system_limits:
+        text = args.system_limits
+        path = Path(text)
+        raw = path.read_text() if not text.lstrip().startswith("{") and path.exists() else text
+        try:
+            limits = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"edge-actors: --systemLimits: not valid JSON: {exc}") from None
+        if not isinstance(limits, dict) or not all(isinstance(v, dict) for v in limits.values()):
+            raise SystemExit('edge-actors: --systemLimits: expected {"name": {"cpus": n, '
+                             '"memory": KB}}')
+        for name, value in limits.items():
+            found.setdefault(name, {})["systemResourceLimits"] = value
+    return found
+
+
 def _update_config(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
@@ -219,6 +261,7 @@ def _update_config(text: str | None) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from .component import RunWith
     from .ipc import MqttSettings
     from .nucleus import Nucleus
 
@@ -230,7 +273,8 @@ async def _run(args: argparse.Namespace) -> int:
         args.mqtt_host, args.mqtt_port, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert,
         key_file=args.mqtt_key)
     nucleus = Nucleus(args.root, handle_signals=True, thing_name=args.thing_name,
-                      platform_override=override, mqtt=mqtt)
+                      platform_override=override, mqtt=mqtt, containment=args.containment,
+                      run_with=RunWith(posix_user=args.component_default_user))
     # Listen before the start: components deployed earlier start with the runtime.
     nucleus.on_state(lambda name, state, reason: print(
         f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
@@ -262,7 +306,7 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
 
 
 async def _serve_started(nucleus: Any, args: argparse.Namespace) -> int:
-    from .component import State
+    from .component import RunWithError, State
     from .deploy import DeploymentRequest, FailureHandling
 
     async with nucleus:
@@ -271,11 +315,16 @@ async def _serve_started(nucleus: Any, args: argparse.Namespace) -> int:
         if args.watch is not None:
             update = _watching(args, update)
         if args.merge or args.remove or update:
-            record = await nucleus.deploy(DeploymentRequest(
-                merge=_merge(args.merge), remove=args.remove,
-                configuration_update=update,
-                recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
-                failure_handling=FailureHandling(args.failure_handling)))
+            try:
+                record = await nucleus.deploy(DeploymentRequest(
+                    merge=_merge(args.merge), remove=args.remove,
+                    configuration_update=update,
+                    recipe_dir=args.recipe_dir, artifact_dir=args.artifact_dir,
+                    failure_handling=FailureHandling(args.failure_handling),
+                    run_with=_run_with(args)))
+            except RunWithError as exc:  # an unknown posixUser: nothing was deployed
+                print(f"edge-actors: {exc}", file=sys.stderr, flush=True)
+                return 1
             line = f"deployment {record.deployment_id}: {record.status} {record.detailed_status}"
             print(line + (f": {record.cause}" if record.cause else ""), flush=True)
             code = 0 if record.status == "SUCCEEDED" else 1
@@ -341,7 +390,8 @@ def _offline(args: argparse.Namespace) -> int:
             "rootComponentVersionsToAdd": _merge(args.merge),
             "rootComponentsToRemove": args.remove,
             "componentToConfiguration": _update_config(args.update_config),
-            "failureHandlingPolicy": args.failure_handling})
+            "failureHandlingPolicy": args.failure_handling,
+            "componentToRunWithInfo": _run_with(args)})
         print(f"Local deployment submitted! Deployment Id: {answer['deploymentId']}")
         return 0
     if args.command == "infer":

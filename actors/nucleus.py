@@ -29,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .artifacts import Progress
-from .component import ComponentNotServing, OrphanSweeper, State, sweep
+from .component import (
+    DEFAULT_POSIX_USER,
+    ComponentNotServing,
+    Containment,
+    OrphanSweeper,
+    RunWith,
+    RunWithError,
+    State,
+    sweep,
+)
+from .component._users import create_default_user, default_posix_user
 from .deploy import ConfigurationUpdated, DeploymentActor, DeploymentRecord, DeploymentRequest
 from .deploy._operations import register_operations as deployment_operations
 from .host import ComponentHost, ComponentStatus, ReportState, RestartComponent, StopComponent
@@ -63,7 +73,8 @@ class Nucleus:
     def __init__(self, root: Path, *, thing_name: str = "edge-actors-local",
                  platform_override: Mapping[str, str] | None = None,
                  handle_signals: bool = False, error_reset_time: float = 3600.0,
-                 mqtt: MqttSettings | None = None) -> None:
+                 mqtt: MqttSettings | None = None, containment: str = "auto",
+                 run_with: RunWith | None = None) -> None:
         self.root = Path(root).absolute()
         self.layout = Layout(self.root)
         self.thing_name = thing_name
@@ -89,11 +100,21 @@ class Nucleus:
             mqtt, thing_name=thing_name, spool_dir=mqtt.spool_dir or self.layout.mqtt_spool)
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
+        # Each component's processes in a cgroup of its own (or the process-group
+        # fallback). ``run_with`` is the runtime-wide RunWith default (Greengrass's
+        # runWithDefault): as root, components run as ggc_user:ggc_group unless it
+        # names another posixUser (or $EDGE_ACTORS_COMPONENT_USER does).
+        default = run_with or RunWith()
+        if default.posix_user is None:
+            default = RunWith(default_posix_user(), default.memory_kb, default.cpus)
+        self.processes = Containment(self.root, self.instance, mode=containment,  # type: ignore[arg-type]
+                                     default=default)
 
     async def __aenter__(self) -> Nucleus:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
         self._lock = lock_root(self.layout)
         sweep(self.root, self.instance)
+        await anyio.to_thread.run_sync(self._component_user)
         try:
             await self.system.__aenter__()
         except BaseException:
@@ -121,7 +142,11 @@ class Nucleus:
             try:
                 await self.system.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
-                self._lock.close()
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await self.processes.close()  # what a failed start left
+                finally:
+                    self._lock.close()
             if stopping and isinstance(exc, ActorsError):
                 raise StartInterrupted(f"{self.root}: the runtime was asked to stop while "
                                        "it was starting; it stopped") from None
@@ -133,7 +158,11 @@ class Nucleus:
         try:
             return await self.system.__aexit__(exc_type, exc, tb)
         finally:
-            self._lock.close()
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.processes.close()
+            finally:
+                self._lock.close()
 
     def _broker(self) -> BrokerActor:
         """A fresh broker actor (and bridge, when MQTT is configured) for each start."""
@@ -178,11 +207,23 @@ class Nucleus:
             except ActorsError as exc:
                 log.warning("could not pass on %r: %s", message, exc)
 
+    def _component_user(self) -> None:
+        """The default component user exists (Greengrass's installer creates
+        ggc_user:ggc_group), and the runtime's own files are not theirs to read."""
+        spec = self.processes.default.posix_user
+        if spec == DEFAULT_POSIX_USER:
+            try:
+                create_default_user(spec)
+            except RunWithError as exc:
+                log.error("%s", exc)  # each component's start then says so too
+        self.processes.protect()
+
     # -- deployments -------------------------------------------------------
 
     async def deploy(self, request: DeploymentRequest) -> DeploymentRecord:
         """Queue a deployment and wait for its outcome (deployments apply one at a time)."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.processes.set_run_with(request.run_with)
         self.pending.add(request.deployment_id)
         try:
             record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
@@ -194,6 +235,7 @@ class Nucleus:
         """Queue a deployment without waiting for it (its outcome lands in :meth:`history`;
         until then its id is in :attr:`pending`)."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.processes.set_run_with(request.run_with)
         self.pending.add(request.deployment_id)
         await self._deployments.tell(request)
 
@@ -201,6 +243,9 @@ class Nucleus:
         """Restart or stop a deployed component, in turn with the deployments."""
         assert self._deployments is not None, "use the Nucleus inside `async with`"
         result: str = await self._deployments.ask(message, timeout=None)
+        if isinstance(message, StopComponent) and result == "SUCCEEDED" \
+                and not await self.processes.stop_component(message.name):
+            return "FAILED"  # something of it is still running
         return result
 
     async def ask(self, component: str, message: Any, timeout: float | None = 60.0) -> Any:

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+
+# Components run as root in the test suite (its roots live in pytest's private
+# 0700 temporary folders, which ggc_user cannot enter); the tests of component
+# users (tests/component/test_users.py) give their runtime ggc_user:ggc_group
+# explicitly, and create it when missing.
+os.environ.setdefault("EDGE_ACTORS_COMPONENT_USER", "root:root")
 
 try:
     import uvloop  # noqa: F401

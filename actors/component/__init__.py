@@ -3,7 +3,6 @@ run as real subprocesses, with the states NEW INSTALLED STARTING RUNNING
 STOPPING FINISHED ERRORED BROKEN."""
 
 from ._actor import (
-    INSTANCE_VARIABLE,
     ComponentActor,
     ComponentError,
     ComponentNotServing,
@@ -15,9 +14,12 @@ from ._actor import (
     kill_orphans,
 )
 from ._context import IN_PROCESS, ComponentContext, EntryPointError, Publisher, RequestHandler
+from ._processes import INSTANCE_VARIABLE, ComponentProcesses, Containment
 from ._sweeper import OrphanSweeper, sweep
+from ._users import DEFAULT_POSIX_USER, PosixUser, RunWith, RunWithError
 
 __all__ = [
+    "DEFAULT_POSIX_USER",
     "INSTANCE_VARIABLE",
     "IN_PROCESS",
     "ComponentActor",
@@ -25,12 +27,17 @@ __all__ = [
     "ComponentError",
     "ComponentNotServing",
     "ComponentPaths",
+    "ComponentProcesses",
+    "Containment",
     "EntryPointError",
     "ErrorTracker",
     "OrphanSweeper",
+    "PosixUser",
     "Publisher",
     "Reconfigure",
     "RequestHandler",
+    "RunWith",
+    "RunWithError",
     "State",
     "interpolate",
     "kill_orphans",

@@ -11,6 +11,7 @@ SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -31,6 +32,7 @@ from anyio.streams.text import TextReceiveStream
 from ..config import pointer_get
 from ..kernel import Actor, ActorsError, Later
 from ..recipe import Recipe, RecipeError, Step
+from ._child import ChildProcess
 from ._context import (
     IN_PROCESS,
     SERVE_GRACE,
@@ -40,6 +42,12 @@ from ._context import (
     load_entry_point,
 )
 from ._environment import component_environment
+from ._processes import (
+    INSTANCE_VARIABLE,
+    ROOT_VARIABLE,
+    ComponentProcesses,
+    containment_for,
+)
 
 log = logging.getLogger("actors.component")
 
@@ -159,21 +167,21 @@ def _variable(namespace: str, key: str, paths: ComponentPaths, config: Mapping[s
     return None
 
 
-ROOT_VARIABLE = "EDGE_ACTORS_ROOT"
-INSTANCE_VARIABLE = "EDGE_ACTORS_INSTANCE"
-
-
 def kill_orphans(root: Path, instance: str) -> int:
     """Kill every process an earlier runtime on ``root`` left behind (after kill -9).
 
-    Each lifecycle process carries ``EDGE_ACTORS_ROOT=<root>`` and the id of the
-    runtime instance that started it in its environment, which its children
-    inherit. The runtime holds the root's lock, so a process of another instance
-    is an orphan. A dying runtime may still have had a child between fork and
-    exec, so callers sweep again a little later. Returns how many were killed."""
+    Where components run in cgroups, everything in an earlier instance's groups
+    under this root is killed, whatever its environment (``env -i`` included).
+    Each lifecycle process also carries ``EDGE_ACTORS_ROOT=<root>`` and the id of
+    the runtime instance that started it in its environment, which its children
+    inherit: that finds the rest (the process-group fallback, and a child caught
+    between fork and exec). The runtime holds the root's lock, so a process of
+    another instance is an orphan. A dying runtime may still have had a child
+    between fork and exec, so callers sweep again a little later. Returns how
+    many were killed."""
+    killed = containment_for(root, instance).sweep()
     needle = b"\0" + f"{ROOT_VARIABLE}={root}".encode() + b"\0"
     ours = b"\0" + f"{INSTANCE_VARIABLE}={instance}".encode() + b"\0"
-    killed = 0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -226,7 +234,7 @@ class ComponentActor(Actor):
         self._publish = publish
         self._context: ComponentContext | None = None
         self.state = State.NEW
-        self._process: anyio.abc.Process | None = None
+        self._process: ChildProcess | None = None
         self._log_lines: list[bytes] = []
 
     def _set(self, state: State, reason: str = "") -> None:
@@ -254,18 +262,45 @@ class ComponentActor(Actor):
         return interpolate(text, self.recipe, self.configuration, self.paths,
                            self.thing_name, self._dependencies)
 
-    async def _open(self, name: str, step: Step) -> anyio.abc.Process:
+    def _processes(self) -> ComponentProcesses:
+        """The component's processes: its cgroup (or process groups), its RunWith."""
+        containment = containment_for(self.paths.root, self._environment.get(INSTANCE_VARIABLE))
+        return containment.component(self.recipe.name)
+
+    async def _open(self, name: str, step: Step) -> ChildProcess:
         if step.requires_privilege and os.geteuid() != 0:
             raise ComponentError(
                 f"component {self.recipe.name}: the {name} step has RequiresPrivilege: true, "
                 "but the runtime is not running as root; run it as root or remove the flag "
                 f"in {self.recipe.path}")
+        processes = self._processes()
+        if not getattr(self, "_spawned", False):
+            # This instance's first step: what an earlier one left (a start that
+            # failed after its startup step had started a daemon, a FINISHED run
+            # step's children) goes first, so restarts do not pile copies up.
+            self._spawned = True
+            if processes.pids():
+                await self._end_leftovers(processes)
         await anyio.Path(self.paths.work).mkdir(parents=True, exist_ok=True)
-        return await anyio.open_process(
-            ["sh", "-c", self._script(step)], cwd=self.paths.work, env=self._env(step),
-            stdin=None, start_new_session=True)
+        env = self._env(step)
+        # As Greengrass: RequiresPrivilege steps as root, the rest as the
+        # component's RunWith posixUser or the runtime's default user.
+        user = None
+        if not step.requires_privilege:
+            containment = processes.containment
+            try:
+                user = containment.posix_user(processes.run_with,
+                                              f"component {self.recipe.name}: posixUser")
+            except ValueError as exc:
+                raise ComponentError(str(exc)) from None
+            if user is not None:
+                containment.own_work(self.paths.work, user)
+                containment.open_socket(self.paths.root / "ipc.socket")
+                env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+        return processes.spawn(["sh", "-c", self._script(step)], cwd=self.paths.work,
+                               env=env, user=user)
 
-    async def _pump(self, process: anyio.abc.Process, step: str) -> None:
+    async def _pump(self, process: ChildProcess, step: str) -> None:
         async def lines(stream: anyio.abc.ByteReceiveStream, label: str) -> None:
             buffer = ""
             async for chunk in TextReceiveStream(stream, errors="replace"):
@@ -344,20 +379,27 @@ class ComponentActor(Actor):
             log.info("%s: %s step skipped (Skipif: %s %s)", self.recipe.name, name, kind, target)
         return found
 
-    async def _end(self, process: anyio.abc.Process) -> None:
-        """SIGTERM the step's process group, then SIGKILL after the grace period."""
-        if process.returncode is not None:
-            return
+    async def _end_leftovers(self, processes: ComponentProcesses) -> None:
         with anyio.CancelScope(shield=True):
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
+            if not await processes.kill(STOP_GRACE):
+                raise ComponentError(
+                    f"component {self.recipe.name}: processes of its earlier start are still "
+                    f"running after SIGKILL ({processes.pids()}); not starting it again")
+
+    async def _end(self, process: ChildProcess) -> bool:
+        """SIGTERM everything of the component (the step's process and all it started),
+        then SIGKILL after the grace period. True when nothing of it is left."""
+        clean = False
+        with anyio.CancelScope(shield=True):
+            clean = await self._processes().kill(STOP_GRACE)
             with anyio.move_on_after(STOP_GRACE):
                 await process.wait()
-            if process.returncode is None:
-                os.killpg(process.pid, signal.SIGKILL)
+            if process.poll() is None:  # not in the component's groups any more?
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
                 await process.wait()
+            process.close()
+        return clean
 
     async def on_start(self) -> None:
         self._set(State.NEW)
@@ -409,11 +451,11 @@ class ComponentActor(Actor):
         await self._run_step("bootstrap")
         await marker.touch()
 
-    async def _watch_run(self, process: anyio.abc.Process) -> None:
+    async def _watch_run(self, process: ChildProcess) -> None:
         await self._pump(process, "run")
         code = await process.wait()
-        if self.state is State.STOPPING:
-            return
+        if self.state in (State.STOPPING, State.FINISHED):
+            return  # stopped on purpose (on_stop may have finished first): not an error
         if code == 0:
             self._set(State.FINISHED)
             self.finish()
@@ -473,18 +515,44 @@ class ComponentActor(Actor):
             log.warning("%s", exc)
 
     async def on_stop(self) -> None:
-        self._flush_log()
-        if self.state in (State.FINISHED, State.ERRORED, State.BROKEN):
+        # The log is written on the way, but a full disk must not keep the
+        # component's processes alive.
+        self._flush_log_or_warn()
+        if self.state is State.FINISHED:
+            # Its run step exited 0 (or it has none): as in Greengrass, what it left
+            # running stays until the component is stopped or removed
+            # (Containment.stop_component) or the runtime stops.
             return
-        self._set(State.STOPPING)
+        stopping = self.state not in (State.ERRORED, State.BROKEN)
+        if stopping:
+            self._set(State.STOPPING)
+            try:
+                await self._run_step("shutdown")
+            except ComponentError as exc:
+                log.warning("%s", exc)
+        # Whatever the component left (a daemon its startup step started, the
+        # background child of a run step that exited) goes with it.
+        with anyio.CancelScope(shield=True):
+            if self._process is not None:
+                clean = await self._end(self._process)
+            else:
+                clean = await self._processes().kill(STOP_GRACE)
+        if clean:
+            self._processes().remove()
+        self._flush_log_or_warn()
+        if not clean:
+            raise ComponentError(
+                f"component {self.recipe.name}: processes are still running after SIGKILL "
+                f"(see {self._processes().pids()}); the component was not stopped")
+        if stopping:
+            self._set(State.FINISHED)
+
+    def _flush_log_or_warn(self) -> None:
         try:
-            await self._run_step("shutdown")
-        except ComponentError as exc:
-            log.warning("%s", exc)
-        if self._process is not None:
-            await self._end(self._process)
-        self._flush_log()
-        self._set(State.FINISHED)
+            self._flush_log()
+        except OSError as exc:
+            log.warning("component %s: cannot write its log %s: %s", self.recipe.name,
+                        self.paths.log, exc.strerror or exc)
 
     @property
     def reconfigurable(self) -> bool:

@@ -46,6 +46,8 @@ class DeploymentRequest:
     failure_handling: FailureHandling = FailureHandling.ROLLBACK
     group: str = LOCAL_GROUP
     deployment_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # name -> {"posixUser": "user:group", "systemResourceLimits": {"memory": KB, "cpus": n}}
+    run_with: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class DeploymentRequest:
             "recipeDirectoryPath": str(self.recipe_dir) if self.recipe_dir else None,
             "artifactsDirectoryPath": str(self.artifact_dir) if self.artifact_dir else None,
             "failureHandlingPolicy": str(self.failure_handling),
+            "componentToRunWithInfo": {k: dict(v) for k, v in self.run_with.items()},
         }
 
 

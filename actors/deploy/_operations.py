@@ -47,7 +47,8 @@ def register_operations(service: IpcService, *, submit: Callable[[DeploymentRequ
             configuration_update={str(k): {str(a).lower(): b for a, b in v.items()}
                                   for k, v in config.items()},
             recipe_dir=Path(recipes) if recipes else None,
-            artifact_dir=Path(artifacts) if artifacts else None, failure_handling=policy)
+            artifact_dir=Path(artifacts) if artifacts else None, failure_handling=policy,
+            run_with=request.get("componentToRunWithInfo") or {})
         await submit(deployment)
         return {"deploymentId": deployment.deployment_id}
 
