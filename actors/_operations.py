@@ -60,7 +60,9 @@ def write_cli_token(nucleus: Nucleus) -> None:
 
 
 def _only_cli(context: CallContext, operation: str) -> None:
-    if context.component != CLI_IDENTITY:
+    # A component with an aws.greengrass.Cli policy for the operation (checked by the
+    # IPC dispatch, which then marks the call authorized) may call it too.
+    if context.component != CLI_IDENTITY and not context.authorized:
         raise UnauthorizedError(f"{context.component} is not authorized to call {operation}: "
                                 "only the edge-actors CLI may")
 

@@ -23,7 +23,6 @@ from ._auth import (
 from ._broker import (
     Broker,
     BrokerStatistics,
-    Message,
     Overflow,
     ReceiveMode,
     Subscription,
@@ -43,6 +42,7 @@ from ._errors import (
     SubscriberFull,
     UnauthorizedError,
 )
+from ._message import Message
 from ._server import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, IpcServer, ServerStatistics
 from ._service import CallContext, Deferral, IpcService, StreamResult
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, topic_matches

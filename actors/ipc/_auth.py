@@ -204,8 +204,9 @@ class Authorizer:
             return  # the publish path: one lookup
         if not self.is_authorized(component, service, operation, resource):
             raise UnauthorizedError(
-                f"component {component} is not authorized to perform {service}:{operation} on "
-                f"resource {resource}; add a policy to its accessControl configuration")
+                f"Principal {component} is not authorized to perform {service}:{operation} on "
+                f"resource {resource} (component {component} needs a policy for it in its "
+                "accessControl configuration)")
 
     def all_policies(self) -> Iterable[Policy]:
         for policies in self._policies.values():
