@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from actors.component import State
@@ -246,3 +247,92 @@ async def test_sdk_components_publish_subscribe_and_configure(tmp_path: Path) ->
     assert v1["v1 events"] == ["first"]
     for result in (pub, sub, v1):
         assert result.get("done") is True
+
+
+IOT = PRELUDE + """\
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+from awsiot.greengrasscoreipc.model import QOS
+
+ipc = GreengrassCoreIPCClientV2()
+statuses, commands = [], threading.Event()
+received = []
+def on_status(event):
+    statuses.append(event.connection_status_event.status)
+def on_command(event):
+    received.append([event.message.topic_name, event.message.payload.decode()])
+    commands.set()
+ipc.subscribe_to_iot_core_connection_status(on_stream_event=on_status)
+ipc.subscribe_to_iot_core(topic_name="cmd/edge/#", qos=QOS.AT_LEAST_ONCE,
+                          on_stream_event=on_command)
+ipc.publish_to_iot_core(topic_name="things/edge/telemetry", qos=QOS.AT_LEAST_ONCE,
+                        payload=b"21.5")
+assert commands.wait(30), "no command from the cloud"
+report("command", received[0])
+report("refused", error_of(lambda: ipc.publish_to_iot_core(
+    topic_name="other/thing", qos=QOS.AT_MOST_ONCE, payload=b"x")))
+print("WAITING FOR DISCONNECT", flush=True)
+deadline = time.time() + 30
+while "DISCONNECTED" not in statuses and time.time() < deadline:
+    time.sleep(0.05)
+report("statuses", statuses)
+report("done", True)
+"""
+
+
+async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: Path) -> None:
+    import aiomqtt
+
+    from actors.ipc import MqttSettings
+
+    from ..ipc import mosquitto
+
+    if not mosquitto.available():
+        pytest.skip(mosquitto.INSTALL_HINT)
+    folder = tmp_path / "mosquitto"
+    folder.mkdir()
+    broker = mosquitto.Mosquitto(folder)
+    broker.start()
+    try:
+        recipes = tmp_path / "recipes"
+        (tmp_path / "iot.py").write_text(IOT)
+        recipe(recipes, "test.Iot", config="""\
+            accessControl:
+              aws.greengrass.ipc.mqttproxy:
+                test.Iot:mqttproxy:1:
+                  operations: [aws.greengrass#PublishToIoTCore, aws.greengrass#SubscribeToIoTCore]
+                  resources: [things/edge/#, cmd/edge/#]
+        """, lifecycle=f"""\
+            Run: python3 -u {tmp_path / "iot.py"}
+        """)
+        lines: list[tuple[str, str]] = []
+        waiting = anyio.Event()
+
+        def output(name: str, line: str) -> None:
+            lines.append((name, line))
+            if line.startswith("WAITING FOR DISCONNECT"):
+                waiting.set()
+        settings = MqttSettings("127.0.0.1", broker.port, reconnect_min=5, reconnect_max=5)
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="cloud") as cloud:
+            await cloud.subscribe("things/#", qos=1)
+            nucleus = Nucleus(tmp_path / "root", thing_name="edge", mqtt=settings)
+            nucleus.on_output(output)
+            async with nucleus:
+                record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                                merge={"test.Iot": "1.0.0"}))
+                assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+                with anyio.fail_after(30):
+                    telemetry = await anext(aiter(cloud.messages))
+                    await cloud.publish("cmd/edge/led", b"on", qos=1)
+                    await waiting.wait()
+                broker.kill()
+                await nucleus.wait_states(["test.Iot"], [State.FINISHED, State.BROKEN],
+                                          timeout=60)
+                state = nucleus.status["test.Iot"].state
+    finally:
+        broker.kill()
+    assert state is State.FINISHED, "\n".join(line for _, line in lines)
+    assert str(telemetry.topic) == "things/edge/telemetry" and telemetry.payload == b"21.5"
+    result = results(lines, "test.Iot")
+    assert result["command"] == ["cmd/edge/led", "on"]
+    assert result["refused"][0] == "UnauthorizedError" and "other/thing" in result["refused"][1]
+    assert result["statuses"][-1] == "DISCONNECTED"
