@@ -256,16 +256,19 @@ class Decoder:
 
     :meth:`feed` returns the complete messages so far; after a bad one it
     sets ``error`` and returns only those before it. ``max_message`` may be
-    lowered at any time (a small limit before authentication). ``buffered``
+    changed at any time; ``then_max`` replaces it after the first message (a
+    small limit for the first, CONNECT, message). ``buffered``
     is the number of bytes held for an incomplete message.
     """
 
-    __slots__ = ("_buffer", "_need", "error", "max_message")
+    __slots__ = ("_buffer", "_need", "error", "max_message", "then_max")
 
-    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE, then_max: int = 0) -> None:
         self._buffer = bytearray()
         self._need = 0
         self.max_message = max_message
+        #: if set, the limit from the second message on (the first one, CONNECT, small)
+        self.then_max = then_max
         self.error: EventStreamError | None = None
 
     @property
@@ -300,6 +303,8 @@ class Decoder:
                     break
                 out.append(_body(view, pos, total, headers_len))
                 pos += total
+                if self.then_max:
+                    self.max_message, self.then_max = self.then_max, 0
         except EventStreamError as exc:
             self.error = exc
             return out

@@ -59,7 +59,7 @@ class Limits:
 
     #: seconds a new connection has to send a valid CONNECT
     auth_timeout: float = 5.0
-    #: the largest message before authentication (the SDK's CONNECT is ~113 bytes)
+    #: the largest first message, CONNECT (the SDK's is ~113 bytes)
     max_message_unauthenticated: int = 16 << 10
     #: the largest message afterwards (eventstream's own limit: 24 MiB)
     max_message: int = MAX_MESSAGE
@@ -178,7 +178,9 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: IpcServer) -> None:
         self.server = server
         self.limits = server.limits
-        self.decoder = Decoder(self.limits.max_message_unauthenticated)
+        # the first message (CONNECT) is small; a refused one closes the connection
+        self.decoder = Decoder(self.limits.max_message_unauthenticated,
+                               then_max=self.limits.max_message)
         self.transport: asyncio.Transport | None = None
         self.component: str | None = None
         self.pending: deque[tuple[dict[str, Any], bytes]] = deque()
@@ -229,26 +231,39 @@ class _Connection(asyncio.Protocol):
             return
         self._account()
         limits = self.limits
-        if self.server.input_bytes > limits.input_total and decoder.buffered:
-            self.server.protocol_errors += 1
-            self.fail(_rpc.INTERNAL_ERROR,
-                      f"the runtime's IPC input budget ({limits.input_total} bytes for all "
-                      "connections) is used up; send smaller messages or retry later")
-            return
+        server = self.server
+        while server.input_bytes > limits.input_total:
+            # Over the global budget: the connection holding the largest incomplete
+            # message goes (a hog parking data, not whoever arrives next).
+            hog = max(server._connections, key=lambda c: c.decoder.buffered, default=None)
+            if hog is None or hog.decoder.buffered == 0:
+                break  # only complete requests waiting: reading pauses per connection
+            server.protocol_errors += 1
+            hog.fail(_rpc.INTERNAL_ERROR,
+                     f"the runtime's IPC input budget ({limits.input_total} bytes for all "
+                     f"connections) is used up; this connection held the largest incomplete "
+                     f"message ({hog.decoder.buffered} bytes)")
+            hog.release_input()
+            if hog is self:
+                return
         if self.pending_bytes > limits.input_per_connection and not self.reading_paused:
             self.reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
+
+    def release_input(self) -> None:
+        """Forget buffered input (the connection is closing)."""
+        self.pending.clear()
+        self.pending_bytes = 0
+        self.decoder = Decoder(0)
+        self._account()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.can_write.set()
         self.scope.cancel()
         self._close_streams()
-        self.pending.clear()
-        self.pending_bytes = 0
-        self.decoder = Decoder(0)
-        self._account()
+        self.release_input()
         self._drop_outbox()
         if self.deadline is not None:
             self.deadline.cancel()
@@ -445,7 +460,6 @@ class _Connection(asyncio.Protocol):
             return
         if self.deadline is not None:
             self.deadline.cancel()
-        self.decoder.max_message = self.limits.max_message
         self.send(_rpc.message(_rpc.CONNECT_ACK, 0, orjson.dumps({"componentName": self.component}),
                                _rpc.CONNECTION_ACCEPTED))
 

@@ -290,6 +290,8 @@ async def test_ten_thousand_fuzzed_messages_leave_the_server_serving(
         server: IpcServer, service: IpcService, caplog: pytest.LogCaptureFixture) -> None:
     rng = random.Random(20261204)
     watcher = await client_for(server, PUB)
+    sdk = SdkRoundTrips(server.environment(PUB))
+    sdk.start()
     async with watcher:
         stream = await watcher.subscribe_to_topic("health/check")
         token = service.register_component(SUB)
@@ -307,6 +309,10 @@ async def test_ten_thousand_fuzzed_messages_leave_the_server_serving(
                 await watcher.publish_to_topic("health/check", {"round": round_number})
                 assert (await stream.receive()).payload == {"round": round_number}
         assert await watcher.get_configuration(["model", "name"]) == {"name": "mobilenet"}
+        during = sdk.count
+        await anyio.to_thread.run_sync(sdk.stop)
+    # a legitimate SDK client kept its round trips during the fuzzing and after it
+    assert during > 10 and sdk.count > during and sdk.error is None, sdk.error
     # Every fuzzed request was answered by validation, none by a crash in a handler.
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     stats = server.statistics()
@@ -314,6 +320,49 @@ async def test_ten_thousand_fuzzed_messages_leave_the_server_serving(
     with anyio.fail_after(5):
         while server.statistics().connections:
             await anyio.sleep(0.01)
+
+
+class SdkRoundTrips:
+    """The AWS IoT Device SDK's V2 client publishing in a thread until stopped."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import threading
+
+        self.env = env
+        self.count = 0
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        from awsiot import greengrasscoreipc
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
+        try:
+            client = GreengrassCoreIPCClientV2(greengrasscoreipc.connect(
+                ipc_socket=self.env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
+                authtoken=self.env["SVCUID"]))
+            message = PublishMessage(json_message=JsonMessage(message={"sdk": True}))
+            while True:
+                client.publish_to_topic(topic="sdk/round/trip", publish_message=message)
+                self.count += 1
+                if self.stopping.is_set():
+                    break
+            stop_at = self.count + 10  # and some more after the fuzzing
+            while self.count < stop_at:
+                client.publish_to_topic(topic="sdk/round/trip", publish_message=message)
+                self.count += 1
+            client.close()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(30)
 
 
 async def raw_exchange_quick(server: IpcServer, data: bytes) -> None:
@@ -479,3 +528,28 @@ async def test_a_subscriber_process_that_stops_reading_stalls_no_one(
     # the stuck one's events beyond its output budget were dropped and counted
     assert stats.dropped_events > 0
     assert stats.output_bytes <= server.limits.output_per_connection
+
+
+KILLED = """
+import os, signal, sys
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+ipc = GreengrassCoreIPCClientV2()
+for i in range(5):
+    ipc.subscribe_to_topic(topic=f"ml/stream/{i}", on_stream_event=print)
+print("subscribed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+async def test_a_component_killed_mid_stream_leaves_no_subscriptions(
+        server: IpcServer, service: IpcService) -> None:
+    before = service.broker.statistics().subscriptions
+    env = {**os.environ, **server.environment(SUB)}
+    result = await anyio.run_process([sys.executable, "-c", KILLED], env=env, check=False)
+    assert result.returncode == -9 and b"subscribed" in result.stdout, result.stderr
+    with anyio.fail_after(5):
+        while service.broker.statistics().subscriptions != before:
+            await anyio.sleep(0.01)
+    with anyio.fail_after(5):
+        while server.statistics().connections:
+            await anyio.sleep(0.01)
