@@ -145,9 +145,15 @@ def encode(headers: dict[str, Any] | bytes, payload: bytes = b"") -> bytes:
     return b"".join((prelude, block, payload, _U32.pack(crc)))
 
 
-def decode_headers(data: bytes | memoryview, where: str = "message") -> dict[str, Any]:
+_NAMES: dict[bytes, str] = {}
+_I32 = struct.Struct(">i")
+_U16 = struct.Struct(">H")
+
+
+def decode_headers(data: bytes, where: str = "message") -> dict[str, Any]:
     """The headers of one header block (names lower-cased)."""
     headers: dict[str, Any] = {}
+    names = _NAMES
     pos, end = 0, len(data)
     while pos < end:
         name_len = data[pos]
@@ -155,15 +161,42 @@ def decode_headers(data: bytes | memoryview, where: str = "message") -> dict[str
         if name_len == 0 or pos + name_len + 1 > end:
             raise EventStreamError(f"{where}: header at byte {pos - 1} is truncated or has an "
                                    f"empty name")
-        try:
-            name = bytes(data[pos:pos + name_len]).decode().lower()
-        except UnicodeDecodeError:
-            raise EventStreamError(f"{where}: header name at byte {pos} is not UTF-8") from None
+        raw = data[pos:pos + name_len]
+        name = names.get(raw)  # type: ignore[assignment]
+        if name is None:
+            try:
+                name = raw.decode().lower()
+            except UnicodeDecodeError:
+                raise EventStreamError(f"{where}: header name at byte {pos} is not "
+                                       "UTF-8") from None
+            if len(names) < 1024:
+                names[raw] = name
         pos += name_len
         kind = data[pos]
         pos += 1
         value: Any
-        if kind == 0:
+        if kind == 4:  # int32, the RPC headers: first
+            if pos + 4 > end:
+                raise EventStreamError(f"{where}: header {name} (INT32) is truncated")
+            (value,) = _I32.unpack_from(data, pos)
+            pos += 4
+        elif kind == 7 or kind == 6:
+            if pos + 2 > end:
+                raise EventStreamError(f"{where}: header {name} has a truncated length")
+            (size,) = _U16.unpack_from(data, pos)
+            pos += 2
+            if pos + size > end:
+                raise EventStreamError(f"{where}: header {name}: {size} bytes of value, "
+                                       f"{end - pos} left in the header block")
+            value = data[pos:pos + size]
+            pos += size
+            if kind == 7:
+                try:
+                    value = value.decode()
+                except UnicodeDecodeError:
+                    raise EventStreamError(f"{where}: header {name}: string value is not "
+                                           f"UTF-8") from None
+        elif kind == 0:
             value = True
         elif kind == 1:
             value = False
@@ -180,26 +213,10 @@ def decode_headers(data: bytes | memoryview, where: str = "message") -> dict[str
                 except (OverflowError, OSError, ValueError):
                     raise EventStreamError(f"{where}: header {name}: timestamp {value} ms is "
                                            f"out of range") from None
-        elif kind in (6, 7):
-            if pos + 2 > end:
-                raise EventStreamError(f"{where}: header {name} has a truncated length")
-            size = (data[pos] << 8) | data[pos + 1]
-            pos += 2
-            if pos + size > end:
-                raise EventStreamError(f"{where}: header {name}: {size} bytes of value, "
-                                       f"{end - pos} left in the header block")
-            value = bytes(data[pos:pos + size])
-            pos += size
-            if kind == 7:
-                try:
-                    value = value.decode()
-                except UnicodeDecodeError:
-                    raise EventStreamError(f"{where}: header {name}: string value is not "
-                                           f"UTF-8") from None
         elif kind == 9:
             if pos + 16 > end:
                 raise EventStreamError(f"{where}: header {name} (UUID) is truncated")
-            value = uuid.UUID(bytes=bytes(data[pos:pos + 16]))
+            value = uuid.UUID(bytes=data[pos:pos + 16])
             pos += 16
         else:
             raise EventStreamError(f"{where}: header {name} has unknown type {kind}")
@@ -230,20 +247,21 @@ def decode(data: bytes, max_message: int = MAX_MESSAGE) -> tuple[dict[str, Any],
     check_prelude(total, headers_len, crc, data[:8], max_message)
     if total != len(data):
         raise EventStreamError(f"total length says {total} bytes, got {len(data)}")
-    return _body(memoryview(data), 0, total, headers_len)
+    return _body(bytes(data), 0, total, headers_len)
 
 
-def _body(view: memoryview, pos: int, total: int, headers_len: int
+def _body(data: bytes, pos: int, total: int, headers_len: int
           ) -> tuple[dict[str, Any], bytes]:
     end = pos + total - 4
-    (crc,) = _U32.unpack_from(view, end)
-    computed = _crc32(view[pos:end])
+    (crc,) = _U32.unpack_from(data, end)
+    with memoryview(data) as view:
+        computed = _crc32(view[pos:end])
     if computed != crc:
         raise EventStreamError(f"message CRC mismatch (0x{crc:08x} sent, 0x{computed:08x} "
                                f"computed)")
     start = pos + PRELUDE
-    headers = decode_headers(view[start:start + headers_len]) if headers_len else {}
-    return headers, bytes(view[start + headers_len:end])
+    headers = decode_headers(data[start:start + headers_len]) if headers_len else {}
+    return headers, data[start + headers_len:end]
 
 
 def is_prelude(data: bytes) -> bool:
@@ -292,16 +310,16 @@ class Decoder:
             buffer.clear()
         out: list[tuple[dict[str, Any], bytes]] = []
         pos, end = 0, len(data)
-        view = memoryview(data)  # of bytes: nothing can resize it
+        data = bytes(data)
         self._need = 0
         try:
             while end - pos >= PRELUDE:
-                total, headers_len, crc = _PRELUDE.unpack_from(view, pos)
-                check_prelude(total, headers_len, crc, view[pos:pos + 8], self.max_message)
+                total, headers_len, crc = _PRELUDE.unpack_from(data, pos)
+                check_prelude(total, headers_len, crc, data[pos:pos + 8], self.max_message)
                 if end - pos < total:
                     self._need = total
                     break
-                out.append(_body(view, pos, total, headers_len))
+                out.append(_body(data, pos, total, headers_len))
                 pos += total
                 if self.then_max:
                     self.max_message, self.then_max = self.then_max, 0
@@ -309,5 +327,5 @@ class Decoder:
             self.error = exc
             return out
         if pos < end:
-            buffer += view[pos:]
+            buffer += memoryview(data)[pos:]
         return out
