@@ -162,7 +162,7 @@ def decode_headers(data: bytes, where: str = "message") -> dict[str, Any]:
             raise EventStreamError(f"{where}: header at byte {pos - 1} is truncated or has an "
                                    f"empty name")
         raw = data[pos:pos + name_len]
-        name = names.get(raw)  # type: ignore[assignment]
+        name = names.get(raw)
         if name is None:
             try:
                 name = raw.decode().lower()
