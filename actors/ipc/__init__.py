@@ -43,7 +43,7 @@ from ._errors import (
     UnauthorizedError,
 )
 from ._message import Message
-from ._server import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, IpcServer, ServerStatistics
+from ._server import ENV_SOCKET, ENV_TOKEN, SOCKET_NAME, IpcServer, Limits, ServerStatistics
 from ._service import CallContext, Deferral, IpcService, StreamResult
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, topic_matches
 
@@ -89,6 +89,7 @@ __all__ = [
     "IpcServer",
     "IpcService",
     "IpcStatistics",
+    "Limits",
     "Message",
     "MqttBridge",
     "MqttSettings",
