@@ -336,3 +336,67 @@ async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: P
     assert result["command"] == ["cmd/edge/led", "on"]
     assert result["refused"][0] == "UnauthorizedError" and "other/thing" in result["refused"][1]
     assert result["statuses"][-1] == "DISCONNECTED"
+
+
+CONTROL = PRELUDE + """\
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+ipc = GreengrassCoreIPCClientV2()
+details = ipc.get_component_details(component_name="test.Control").component_details
+report("details", [details.component_name, details.version, details.state])
+report("missing", error_of(lambda: ipc.get_component_details(component_name="no.Such")))
+created = ipc.create_local_deployment(recipe_directory_path=sys.argv[1],
+                                      root_component_versions_to_add={"test.Other": "1.0.0"})
+deadline = time.time() + 60
+while time.time() < deadline:
+    status = ipc.get_local_deployment_status(deployment_id=created.deployment_id).deployment
+    if status.status not in ("QUEUED", "IN_PROGRESS"):
+        break
+    time.sleep(0.2)
+report("deployment", [status.deployment_id == created.deployment_id, status.status])
+listed = ipc.list_local_deployments().local_deployments
+report("listed", created.deployment_id in [d.deployment_id for d in listed])
+report("restart", ipc.restart_component(component_name="test.Other").restart_status)
+report("stop", ipc.stop_component(component_name="test.Other").stop_status)
+report("pause", error_of(lambda: ipc.pause_component(component_name="test.Other")))
+ipc.defer_component_update(deployment_id=created.deployment_id, message="busy",
+                           recheck_after_ms=1000)
+report("done", True)
+"""
+
+
+async def test_an_sdk_component_controls_components_with_a_cli_policy(tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    (tmp_path / "control.py").write_text(CONTROL)
+    recipe(recipes, "test.Control", config="""\
+        accessControl:
+          aws.greengrass.Cli:
+            test.Control:cli:1:
+              operations: ["*"]
+              resources: ["*"]
+    """, lifecycle=f"""\
+        Run: python3 -u {tmp_path / "control.py"} {recipes}
+    """)
+    recipe(recipes, "test.Other", lifecycle="""\
+        Run: sleep 30
+    """)
+    lines: list[tuple[str, str]] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_output(lambda name, line: lines.append((name, line)))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                        merge={"test.Control": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states(["test.Control"], [State.FINISHED, State.BROKEN], timeout=90)
+        state = nucleus.status["test.Control"].state
+        deferrals = list(nucleus.ipc.deferrals)
+    assert state is State.FINISHED, "\n".join(line for _, line in lines)
+    result = results(lines, "test.Control")
+    assert result["details"] == ["test.Control", "1.0.0", "RUNNING"]
+    assert result["missing"][0] == "ResourceNotFoundError"
+    assert result["deployment"] == [True, "SUCCEEDED"]
+    assert result["listed"] is True
+    assert result["restart"] == "SUCCEEDED" and result["stop"] == "SUCCEEDED"
+    assert result["pause"][0] == "ServiceError" and "PauseComponent" in result["pause"][1]
+    assert deferrals and deferrals[0].component == "test.Control"
+    assert result["done"] is True
