@@ -38,6 +38,7 @@ import anyio
 import anyio.abc
 import orjson
 
+from ..kernel._errors import WouldBlock
 from . import _rpc
 from ._errors import IpcError, UnauthorizedError, error_shape
 from ._eventstream import MAX_MESSAGE, Decoder
@@ -196,6 +197,7 @@ class _Connection(asyncio.Protocol):
         self.latest_stream = 0
         self.scope = anyio.CancelScope()
         self.closing = False
+        self.busy = False  # the worker is handling a request
         self.reading_paused = False
         self.deadline: asyncio.TimerHandle | None = None
 
@@ -220,6 +222,8 @@ class _Connection(asyncio.Protocol):
             return
         decoder = self.decoder
         messages = decoder.feed(data)
+        if messages and not self.pending and not self.busy and self.component is not None:
+            messages = self._serve_now(messages)
         if messages:
             self.pending.extend(messages)
             self.pending_bytes += sum(len(p) + 64 for _, p in messages)
@@ -250,6 +254,41 @@ class _Connection(asyncio.Protocol):
             self.reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
+
+    def _serve_now(self, messages: list[tuple[dict[str, Any], bytes]]
+                   ) -> list[tuple[dict[str, Any], bytes]]:
+        """Answer the leading requests that need no waiting right here (in order: only
+        while the worker has nothing queued); the rest go to the worker."""
+        service = self.server.service
+        for i, (headers, payload) in enumerate(messages):
+            stream_id = headers.get(":stream-id")
+            if (headers.get(":message-type") != _rpc.APPLICATION_MESSAGE
+                    or stream_id != self.latest_stream + 1
+                    or type(headers.get(":message-flags")) is not int
+                    or not self.can_write.is_set()):
+                return messages[i:]
+            op = operation(str(headers.get("operation", "")))
+            assert self.component is not None
+            result: dict[str, Any] | IpcError | None
+            try:
+                request = orjson.loads(payload) if payload else {}
+                if not isinstance(request, dict):
+                    return messages[i:]
+                result = service.call_nowait(CallContext(self.component), op.name, request)
+            except (orjson.JSONDecodeError, WouldBlock):
+                return messages[i:]
+            except IpcError as exc:
+                result = exc
+            if result is None:
+                return messages[i:]
+            self.latest_stream = stream_id
+            self.server.requests += 1
+            if isinstance(result, IpcError):
+                self.send(_rpc.error(stream_id, error_shape(result), str(result)))
+            else:
+                self.send(_rpc.application(stream_id, op.response_shape, result,
+                                           _rpc.TERMINATE_STREAM))
+        return []
 
     def release_input(self) -> None:
         """Forget buffered input (the connection is closing)."""
@@ -436,7 +475,11 @@ class _Connection(asyncio.Protocol):
                 return
             self.latest_stream = stream_id
             if message_type == _rpc.APPLICATION_MESSAGE:
-                await self._request(tg, stream_id, name, payload)
+                self.busy = True
+                try:
+                    await self._request(tg, stream_id, name, payload)
+                finally:
+                    self.busy = False
 
     def _protocol_error(self, message: str) -> None:
         self.server.protocol_errors += 1
