@@ -262,8 +262,9 @@ class _Connection(asyncio.Protocol):
         service = self.server.service
         for i, (headers, payload) in enumerate(messages):
             stream_id = headers.get(":stream-id")
-            if (headers.get(":message-type") != _rpc.APPLICATION_MESSAGE
-                    or stream_id != self.latest_stream + 1
+            message_type = headers.get(":message-type")
+            if (type(message_type) is not int or message_type != _rpc.APPLICATION_MESSAGE
+                    or type(stream_id) is not int or stream_id != self.latest_stream + 1
                     or type(headers.get(":message-flags")) is not int
                     or not self.can_write.is_set()):
                 return messages[i:]

@@ -168,6 +168,9 @@ async def test_malformed_messages_get_protocol_error_and_close_only_their_connec
             "APPLICATION_MESSAGE is not allowed on stream 0":
                 reframe(publish, **{":stream-id": 0}),
             "no :message-flags header": reframe(publish, **{":message-flags": None}),
+            ":stream-id header must be an int32": reframe(publish, **{":stream-id": True}),
+            ":message-type header must be an int32": reframe(
+                publish, **{":message-type": False}),
             "only one CONNECT": connect_msg(token),
         }
         for expected, bad in cases.items():
