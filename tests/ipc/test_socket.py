@@ -42,11 +42,17 @@ async def client_for(server: IpcServer, component: str) -> IpcClient:
     return await connect(environ=env)
 
 
-async def raw_exchange(server: IpcServer, data: bytes) -> list[tuple[dict[str, Any], Any]]:
-    """Send raw bytes, then read messages until the server closes or 0.5 s of silence."""
+async def raw_exchange(server: IpcServer, data: bytes, then: bytes = b""
+                       ) -> list[tuple[dict[str, Any], Any]]:
+    """Send raw bytes (and ``then``, once the first reply came), then read messages until
+    the server closes or 0.5 s of silence."""
     async with await anyio.connect_unix(str(server.path)) as stream:
         await stream.send(data)
         buffer = b""
+        if then:
+            with anyio.fail_after(5):
+                buffer += await stream.receive()
+            await stream.send(then)
         with anyio.move_on_after(0.5):
             while True:
                 try:
@@ -174,13 +180,16 @@ async def test_malformed_messages_get_protocol_error_and_close_only_their_connec
             "only one CONNECT": connect_msg(token),
         }
         for expected, bad in cases.items():
-            replies = await raw_exchange(server, connect_msg(token) + bad)
-            assert kind(replies[0][0]) == "CONNECT_ACK" and replies[0][0][":message-flags"] == 1
-            assert kind(replies[-1][0]) == "PROTOCOL_ERROR", (expected, replies)
-            assert expected in replies[-1][1]["message"]
+            # with CONNECT in the same read, and after its CONNECT_ACK came back
+            for replies in (await raw_exchange(server, connect_msg(token) + bad),
+                            await raw_exchange(server, connect_msg(token), then=bad)):
+                assert kind(replies[0][0]) == "CONNECT_ACK"
+                assert replies[0][0][":message-flags"] == 1
+                assert kind(replies[-1][0]) == "PROTOCOL_ERROR", (expected, replies)
+                assert expected in replies[-1][1]["message"]
         await good.publish_to_topic("ml/ok", {"alive": True})
         assert (await stream.receive()).payload == {"alive": True}
-    assert server.statistics().protocol_errors == len(cases)
+    assert server.statistics().protocol_errors == 2 * len(cases)
 
 
 async def test_ping_cancel_and_a_stream_ended_by_the_runtime(server: IpcServer) -> None:
