@@ -18,6 +18,7 @@ from actors.nucleus import Nucleus
 from ..component.test_lifecycle import recipe
 
 pytestmark = pytest.mark.anyio
+pytest.importorskip("awsiot", reason="awsiotsdk is not installed (pip install awsiotsdk)")
 
 PRELUDE = """\
 import json, sys, time, threading

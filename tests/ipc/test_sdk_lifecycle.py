@@ -14,6 +14,7 @@ import pytest
 from actors.ipc import IpcServer, IpcService
 
 pytestmark = pytest.mark.anyio
+pytest.importorskip("awsiot", reason="awsiotsdk is not installed (pip install awsiotsdk)")
 
 SCRIPT = """
 import threading
