@@ -40,8 +40,14 @@ import orjson
 
 from ..kernel._errors import WouldBlock
 from . import _rpc
-from ._errors import IpcError, UnauthorizedError, error_shape
-from ._eventstream import MAX_MESSAGE, Decoder
+from ._errors import (
+    InvalidArgumentsError,
+    IpcError,
+    ServiceError,
+    UnauthorizedError,
+    error_shape,
+)
+from ._eventstream import MAX_MESSAGE, Decoder, encode
 from ._model import Operation, operation
 from ._service import CallContext, IpcService, StreamResult
 
@@ -516,9 +522,10 @@ class _Connection(asyncio.Protocol):
             try:
                 request = orjson.loads(payload) if payload else {}
             except orjson.JSONDecodeError as exc:
-                raise _invalid(f"{op.name}: the request is not valid JSON: {exc}") from None
+                raise InvalidArgumentsError(
+                    f"{op.name}: the request is not valid JSON: {exc}") from None
             if op.streaming and len(self.streams) >= self.limits.streams_per_connection:
-                raise _service_error(
+                raise ServiceError(
                     f"{op.name}: this connection has {len(self.streams)} open streams, the "
                     f"most one connection may hold; close some or use another connection")
             result = await self.server.service.call(CallContext(self.component), op.name,
@@ -549,7 +556,6 @@ class _Connection(asyncio.Protocol):
         rpc = _rpc._rpc(_rpc.APPLICATION_MESSAGE, 0, stream_id)
         shape = _rpc.shape_headers(stream.op.event_shape or "")
         block = rpc + shape
-        from ._eventstream import encode
         dumps = orjson.dumps
         try:
             while True:
@@ -574,13 +580,3 @@ def _type_name(message_type: int) -> str:
     if 0 <= message_type < len(_rpc.MESSAGE_TYPES):
         return _rpc.MESSAGE_TYPES[message_type]
     return f"message type {message_type}"
-
-
-def _invalid(message: str) -> IpcError:
-    from ._errors import InvalidArgumentsError
-    return InvalidArgumentsError(message)
-
-
-def _service_error(message: str) -> IpcError:
-    from ._errors import ServiceError
-    return ServiceError(message)
