@@ -24,7 +24,6 @@ from ._auth import (
 from ._broker import (
     Broker,
     BrokerStatistics,
-    Message,
     Overflow,
     ReceiveMode,
     Subscription,
@@ -45,7 +44,8 @@ from ._errors import (
     UnauthorizedError,
 )
 from ._identity import CLI_IDENTITY, RESERVED_NAMES, only_cli, write_cli_token
-from ._server import ENV_SOCKET, ENV_TOKEN, IpcServer, ServerStatistics
+from ._message import Message
+from ._server import ENV_SOCKET, ENV_TOKEN, IpcServer, Limits, ServerStatistics
 from ._service import CallContext, Deferral, IpcService, StreamResult
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, topic_matches
 
@@ -93,6 +93,7 @@ __all__ = [
     "IpcServer",
     "IpcService",
     "IpcStatistics",
+    "Limits",
     "Message",
     "MqttBridge",
     "MqttSettings",

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ..kernel import Actor
 from ..layout import SOCKET_NAME
 from ._broker import BrokerStatistics
-from ._server import IpcServer, ServerStatistics
+from ._server import DEFAULT_MAX_FRAME, IpcServer, ServerStatistics
 from ._service import IpcService
-from ._wire import DEFAULT_MAX_FRAME
 
 if TYPE_CHECKING:  # the bridge (aiomqtt, the spool) loads only when one is configured
     from ._bridge import BridgeStatistics, MqttBridge

@@ -379,12 +379,16 @@ class Authorizer:
                     topic = self.unauthorized_topic(component, service, operation, resource)
                 except FilterTooComplex as exc:
                     why = f" ({exc})"
+                except ValueError:  # checked before the operation's own argument checks
+                    raise InvalidArgumentsError(
+                        f"{operation}: {resource!r} is not a valid MQTT topic filter") from None
                 else:
                     if topic is not None:
                         why = f" (the filter also matches {topic!r}, which no policy allows)"
             raise UnauthorizedError(
-                f"component {component} is not authorized to perform {service}:{operation} on "
-                f"resource {resource}{why}; add a policy to its accessControl configuration")
+                f"Principal {component} is not authorized to perform {service}:{operation} on "
+                f"resource {resource}{why} (component {component} needs a policy for it in its "
+                "accessControl configuration)")
 
     def unauthorized_topic(self, component: str, service: str, operation: str,
                            topic_filter: str) -> str | None:

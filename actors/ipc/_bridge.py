@@ -120,6 +120,9 @@ class MqttBridge:
         self._changed = anyio.Event()
         self._in_flight = 0
         self._unstarted = 0
+        #: called with True / False when the connection comes up / goes down
+        #: (SubscribeToIoTCoreConnectionStatus)
+        self.status_listeners: list[Callable[[bool], None]] = []
 
     @property
     def connected(self) -> bool:
@@ -183,6 +186,7 @@ class MqttBridge:
                         await client.subscribe(topic_filter, qos)
                     self._client = client
                     self._connected.set()
+                    self._tell_status(True)
                     try:
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._receive, client)
@@ -199,13 +203,23 @@ class MqttBridge:
                 log.warning("MQTT bridge to %s:%d: %s; reconnecting in %.2g s", s.host, s.port,
                             exc, delay)
             finally:
+                was_connected = self._client is not None
                 self._client = None
                 self._unstarted = 0
                 self._connected = anyio.Event()
+                if was_connected:
+                    self._tell_status(False)
             if not self.settings.keep_qos0_when_offline:
                 self.dropped_qos0 += self.spool.drop_qos0()
             await anyio.sleep(delay)
             delay = min(delay * 2, s.reconnect_max)
+
+    def _tell_status(self, connected: bool) -> None:
+        for listener in list(self.status_listeners):
+            try:
+                listener(connected)
+            except Exception:
+                log.exception("MQTT connection status listener %r failed", listener)
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings

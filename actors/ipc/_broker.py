@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import StreamClosed, SubscriberFull
+from ._message import Message
 from ._topics import TopicTrie, check_topic_filter, check_topic_name, is_wildcard
 
 DEFAULT_QUEUE_SIZE = 1000
@@ -43,35 +44,6 @@ class Overflow(enum.StrEnum):
 
     DROP_OLDEST = "drop-oldest"
     BACKPRESSURE = "backpressure"
-
-
-class Message:
-    """One published message: ``payload`` is ``bytes`` (a binary message) or a JSON value.
-
-    Immutable by convention (a plain slotted class: it is made once per
-    publish, and a frozen dataclass costs several times more to construct).
-    """
-
-    __slots__ = ("payload", "source", "topic")
-
-    def __init__(self, topic: str, payload: Any, source: str) -> None:
-        self.topic = topic
-        self.payload = payload
-        self.source = source
-
-    @property
-    def is_binary(self) -> bool:
-        return isinstance(self.payload, bytes | bytearray | memoryview)
-
-    def __repr__(self) -> str:
-        return (f"Message(topic={self.topic!r}, source={self.source!r}, "
-                f"payload={self.payload!r:.80})")
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Message) and self.topic == other.topic
-                and self.payload == other.payload and self.source == other.source)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,24 @@ class FailedUpdateConditionCheckError(IpcError, ValueError):
     wire_name = "FailedUpdateConditionCheckError"
 
 
+class InvalidTokenError(IpcError, PermissionError):
+    """ValidateAuthorizationToken: the token is not valid."""
+
+    wire_name = "InvalidTokenError"
+
+
+class ComponentNotFoundError(IpcError, LookupError):
+    """The component named by the request is not deployed."""
+
+    wire_name = "ComponentNotFoundError"
+
+
+class ConflictError(IpcError, RuntimeError):
+    """The request conflicts with the component's or deployment's current state."""
+
+    wire_name = "ConflictError"
+
+
 class AccessControlError(IpcError, ValueError):
     """A component's accessControl configuration is invalid (names component and policy)."""
 
@@ -76,10 +94,23 @@ class StreamClosed(IpcError, EOFError):
 ERRORS_BY_WIRE_NAME: dict[str, type[IpcError]] = {
     cls.wire_name: cls
     for cls in (ServiceError, UnauthorizedError, InvalidArgumentsError, ResourceNotFoundError,
-                FailedUpdateConditionCheckError, ProtocolError, StreamClosed)
+                FailedUpdateConditionCheckError, InvalidTokenError, ComponentNotFoundError,
+                ConflictError, ProtocolError, StreamClosed)
 }
+
+#: Greengrass's error shapes (the SDK knows only these): ours travel as ServiceError.
+GREENGRASS_ERRORS = frozenset({"ServiceError", "UnauthorizedError", "InvalidArgumentsError",
+                               "ResourceNotFoundError", "FailedUpdateConditionCheckError",
+                               "InvalidTokenError", "ComponentNotFoundError", "ConflictError"})
+
+
+def error_shape(exc: IpcError) -> str:
+    """The ``service-model-type`` an error travels as."""
+    name = exc.wire_name if exc.wire_name in GREENGRASS_ERRORS else "ServiceError"
+    return f"aws.greengrass#{name}"
 
 
 def error_from_wire(name: str, message: str) -> IpcError:
-    """The exception a client raises for an error reply ``{"type": name, "message": ...}``."""
-    return ERRORS_BY_WIRE_NAME.get(name, ServiceError)(message)
+    """The exception a client raises for an error of shape ``name`` (``aws.greengrass#``
+    prefix optional)."""
+    return ERRORS_BY_WIRE_NAME.get(name.rpartition("#")[2], ServiceError)(message)

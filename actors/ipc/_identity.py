@@ -28,7 +28,9 @@ def write_cli_token(service: IpcService, path: Path) -> None:
 
 
 def only_cli(context: CallContext, operation: str) -> None:
-    """Refuse ``operation`` to anyone but the edge-actors CLI."""
-    if context.component != CLI_IDENTITY:
+    """Refuse ``operation`` to anyone but the edge-actors CLI, or a component whose
+    aws.greengrass.Cli policy allows it (checked by the IPC dispatch, which then
+    marks the call authorized)."""
+    if context.component != CLI_IDENTITY and not context.authorized:
         raise UnauthorizedError(f"{context.component} is not authorized to call {operation}: "
                                 "only the edge-actors CLI may")

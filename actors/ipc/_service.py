@@ -11,8 +11,10 @@ logs): ``service.register_operation("CreateLocalDeployment", handler)``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,14 @@ from ._auth import (
 )
 from ._broker import Broker, Overflow, ReceiveMode, Subscription
 from ._config import ConfigurationProvider, InMemoryConfiguration, now_ms
-from ._errors import InvalidArgumentsError, ServiceError, UnauthorizedError
+from ._errors import (
+    InvalidArgumentsError,
+    InvalidTokenError,
+    ServiceError,
+    UnauthorizedError,
+)
+from ._model import COMPONENT_METRIC, STREAM_MANAGER, TRUSTED
+from ._model import operation as model_operation
 from ._topics import check_topic_filter, check_topic_name
 
 if TYPE_CHECKING:
@@ -47,6 +56,9 @@ class CallContext:
     """Who is calling: the component a token or an in-process client stands for."""
 
     component: str
+    #: set by the dispatch when an accessControl policy allowed this call (the
+    #: operations of aws.greengrass.Cli are then open to the component)
+    authorized: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +114,12 @@ class IpcService:
         self._token_of: dict[str, str] = {}
         self._state_listeners: list[Callable[[str, str], None]] = []
         self._deferral_listeners: list[Callable[[Deferral], None]] = []
-        self.reported_states: dict[str, str] = {}
-        self.deferrals: list[Deferral] = []
         self._handlers: dict[str, tuple[Handler, bool]] = {}
+        #: PutComponentMetric: component -> metric name -> {"unit", "value" (sum), "count"}
+        self.metrics: dict[str, dict[str, dict[str, Any]]] = {}
+        self._validators: list[Subscription] = []
+        self._reports: dict[tuple[str, str], asyncio.Future[tuple[str, str]]] = {}
+        self._update_listeners: list[Subscription] = []
         self._register_builtins()
 
     # -- components and tokens -----------------------------------------------
@@ -239,17 +254,16 @@ class IpcService:
         return sub
 
     def update_state(self, component: str, state: str) -> None:
+        """UpdateState: passed to the listeners (the component host keeps it)."""
         if state not in REPORTABLE_STATES:
             raise InvalidArgumentsError(
                 f"state must be one of {', '.join(REPORTABLE_STATES)}, got {state!r}")
-        self.reported_states[component] = state
         for listener in list(self._state_listeners):
             listener(component, state)
 
     def defer_component_update(self, component: str, deployment_id: str, message: str = "",
                                recheck_after_ms: int = 0) -> None:
         deferral = Deferral(component, deployment_id, message, int(recheck_after_ms))
-        self.deferrals.append(deferral)
         for listener in list(self._deferral_listeners):
             listener(deferral)
 
@@ -262,18 +276,45 @@ class IpcService:
             raise ValueError(f"IPC operation {name} is already registered")
         self._handlers[name] = (handler, True)
 
+    def call_nowait(self, context: CallContext, operation: str, request: dict[str, Any]
+                    ) -> dict[str, Any] | None:
+        """The answer of a unary operation that can be served without waiting (the
+        socket's fast path, which saves a task switch per request), or None: then
+        use :meth:`call`. Raises the operation's IpcError as :meth:`call` does."""
+        if operation == "PublishToTopic" and not self.broker._has_backpressure \
+                and self._handlers.get(operation, (None,))[0] == self._h_publish_to_topic:
+            payload = _wire.publish_message_payload(request.get("publishMessage"))
+            self.publish_to_topic_nowait(context.component, _str(request, "topic"), payload)
+            return {}
+        return None
+
     def operations(self) -> list[str]:
         return sorted(self._handlers)
 
     async def call(self, context: CallContext, operation: str, request: dict[str, Any]
                    ) -> dict[str, Any] | StreamResult:
-        """Run ``operation`` for ``context.component``; raises the operation's IpcError."""
-        entry = self._handlers.get(operation)
-        if entry is None:
-            raise InvalidArgumentsError(f"unknown IPC operation {operation!r}; known: "
-                                        f"{', '.join(self.operations())}")
+        """Run ``operation`` for ``context.component``; raises the operation's IpcError.
+
+        The service model (:mod:`._model`) says which accessControl service guards
+        the operation and which request field is the resource; an operation the
+        runtime does not serve answers as the nucleus does.
+        """
+        op = model_operation(operation)
+        entry = self._handlers.get(op.name)
         if not isinstance(request, dict):
-            raise InvalidArgumentsError(f"{operation}: request must be an object")
+            raise InvalidArgumentsError(f"{op.name}: request must be an object")
+        if entry is None:
+            if op.provider is not None:
+                raise ServiceError(f"Operation {op.full_name} is not supported by Greengrass: "
+                                   f"component {op.provider}, which provides it, is not "
+                                   "deployed")
+            raise ServiceError(f"Operation {op.full_name} is not supported by this runtime; "
+                               f"it serves {', '.join(self.operations())}")
+        if op.service is not None and context.component not in TRUSTED \
+                and context.component != op.service:
+            resource = request.get(op.resource, "") if op.resource else "*"
+            self.authorizer.check(context.component, op.service, op.full_name, str(resource))
+            context = CallContext(context.component, True)
         return await entry[0](context, request)
 
     def _register_builtins(self) -> None:
@@ -287,6 +328,12 @@ class IpcService:
             "SubscribeToConfigurationUpdate": self._h_subscribe_to_configuration_update,
             "UpdateState": self._h_update_state,
             "DeferComponentUpdate": self._h_defer_component_update,
+            "SubscribeToIoTCoreConnectionStatus": self._h_subscribe_to_connection_status,
+            "ValidateAuthorizationToken": self._h_validate_authorization_token,
+            "PutComponentMetric": self._h_put_component_metric,
+            "SubscribeToValidateConfigurationUpdates": self._h_subscribe_to_validate,
+            "SendConfigurationValidityReport": self._h_send_validity_report,
+            "SubscribeToComponentUpdates": self._h_subscribe_to_component_updates,
         }
         for name, handler in builtins.items():
             self.register_operation(name, handler)
@@ -325,8 +372,11 @@ class IpcService:
     async def _h_update_configuration(self, ctx: CallContext, req: dict[str, Any]
                                       ) -> dict[str, Any]:
         timestamp = req.get("timestamp")
-        if timestamp is not None and not isinstance(timestamp, int | float):
-            raise InvalidArgumentsError("timestamp must be milliseconds since the epoch")
+        if timestamp is not None and (not isinstance(timestamp, int | float)
+                                      or isinstance(timestamp, bool)):
+            raise InvalidArgumentsError("timestamp must be seconds since the epoch (a number)")
+        if timestamp is not None:
+            timestamp = float(timestamp) * 1000.0  # the wire's seconds, the store's ms
         value = req.get("valueToMerge")
         if not isinstance(value, dict):
             raise InvalidArgumentsError("valueToMerge must be an object")
@@ -352,6 +402,152 @@ class IpcService:
                                     str(req.get("message", "")), recheck)
         return {}
 
+    # -- connection status, tokens, metrics --------------------------------------
+
+    def subscribe_to_iot_core_connection_status(self, component: str) -> Subscription:
+        """A stream of ``"CONNECTED"`` / ``"DISCONNECTED"``, one per change of the bridge's
+        connection to the MQTT broker."""
+        bridge = self._bridge()
+        sub = Subscription(None, component, "$iotcore/connection", ReceiveMode.RECEIVE_ALL_MESSAGES,
+                           self.queue_size, Overflow.DROP_OLDEST)
+        listeners: list[Callable[[bool], None]] | None = getattr(bridge, "status_listeners",
+                                                                  None)
+        if listeners is None:
+            raise ServiceError("this MQTT connection does not report its status")
+
+        def listener(connected: bool) -> None:
+            sub.deliver("CONNECTED" if connected else "DISCONNECTED")
+        listeners.append(listener)
+        sub._on_close = lambda: listeners.remove(listener) if listener in listeners else None
+        return sub
+
+    async def _h_subscribe_to_connection_status(self, ctx: CallContext, req: dict[str, Any]
+                                                ) -> StreamResult:
+        sub = self.subscribe_to_iot_core_connection_status(ctx.component)
+        return StreamResult({}, sub,
+                            lambda status: {"connectionStatusEvent": {"status": status}})
+
+    async def _h_validate_authorization_token(self, ctx: CallContext, req: dict[str, Any]
+                                              ) -> dict[str, Any]:
+        # The nucleus lets only the stream manager validate tokens.
+        if ctx.component != STREAM_MANAGER:
+            raise UnauthorizedError(f"{ctx.component} is not authorized to perform "
+                                    "aws.greengrass#ValidateAuthorizationToken")
+        token = req.get("token")
+        try:
+            self.authenticate(token)
+        except UnauthorizedError:
+            raise InvalidTokenError("Invalid token used by stream manager when trying to "
+                                    "authorize access to a resource") from None
+        return {"isValid": True}
+
+    def put_component_metric(self, component: str, metrics: object) -> None:
+        """Keep ``component``'s metrics (summed per name), as the nucleus's telemetry does."""
+        if not isinstance(metrics, list) or not metrics:
+            raise InvalidArgumentsError("Null or Empty list of metrics found in "
+                                        "PutComponentMetricRequest")
+        checked: list[tuple[str, str, float]] = []
+        for metric in metrics:
+            if not isinstance(metric, dict):
+                raise InvalidArgumentsError("Invalid argument found in PutComponentMetricRequest")
+            name, unit, value = metric.get("name"), metric.get("unit"), metric.get("value")
+            if not isinstance(name, str) or not name or len(name.encode()) > 32 \
+                    or not isinstance(unit, str) or not unit \
+                    or not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise InvalidArgumentsError("Invalid argument found in PutComponentMetricRequest")
+            if re.sub(r"[^A-Za-z0-9]", "", unit).lower() not in _METRIC_UNITS:
+                raise InvalidArgumentsError(f"Invalid telemetry unit {unit!r}: one of "
+                                            "Seconds, Bytes, Count, Percent, ... (CloudWatch's)")
+            if not component.startswith("aws.") and not self.authorizer.is_authorized(
+                    component, COMPONENT_METRIC, "aws.greengrass#PutComponentMetric", name):
+                raise UnauthorizedError(
+                    f"Principal {component} is not authorized to perform {COMPONENT_METRIC}:"
+                    f"aws.greengrass#PutComponentMetric with metric name {name}")
+            checked.append((name, unit, float(value)))
+        mine = self.metrics.setdefault(component, {})
+        for name, unit, value in checked:
+            entry = mine.setdefault(name, {"unit": unit, "value": 0.0, "count": 0})
+            entry["unit"] = unit
+            entry["value"] += value
+            entry["count"] += 1
+
+    async def _h_put_component_metric(self, ctx: CallContext, req: dict[str, Any]
+                                      ) -> dict[str, Any]:
+        self.put_component_metric(ctx.component, req.get("metrics"))
+        return {}
+
+    # -- configuration validation and component updates (for deployments) -------
+
+    def _listener(self, component: str, kind: str, into: list[Subscription]) -> Subscription:
+        sub = Subscription(None, component, kind, ReceiveMode.RECEIVE_ALL_MESSAGES,
+                           self.queue_size, Overflow.DROP_OLDEST)
+        into.append(sub)
+        sub._on_close = lambda: into.remove(sub) if sub in into else None
+        return sub
+
+    async def _h_subscribe_to_validate(self, ctx: CallContext, req: dict[str, Any]
+                                       ) -> StreamResult:
+        sub = self._listener(ctx.component, "$validate", self._validators)
+        return StreamResult({}, sub, lambda event: {"validateConfigurationUpdateEvent": event})
+
+    def validation_subscribers(self) -> set[str]:
+        return {sub.component for sub in self._validators}
+
+    async def validate_configuration(self, component: str, configuration: Mapping[str, Any],
+                                     deployment_id: str, timeout: float = 60.0
+                                     ) -> tuple[str, str] | None:
+        """Ask ``component`` (if it subscribed to SubscribeToValidateConfigurationUpdates)
+        whether ``configuration`` is valid; ``(status, message)`` of its
+        SendConfigurationValidityReport (``ACCEPTED``/``REJECTED``), or None when it
+        did not subscribe. Raises TimeoutError after ``timeout`` s without a report."""
+        subs = [s for s in self._validators if s.component == component]
+        if not subs:
+            return None
+        key = (component, deployment_id)
+        future = self._reports[key] = asyncio.get_running_loop().create_future()
+        try:
+            event = {"configuration": dict(configuration), "deploymentId": deployment_id}
+            for sub in subs:
+                sub.deliver(event)
+            async with asyncio.timeout(timeout):
+                status, text = await future
+                return status, text
+        finally:
+            self._reports.pop(key, None)
+
+    async def _h_send_validity_report(self, ctx: CallContext, req: dict[str, Any]
+                                      ) -> dict[str, Any]:
+        report = req.get("configurationValidityReport")
+        if not isinstance(report, dict) or report.get("status") not in ("ACCEPTED", "REJECTED"):
+            raise InvalidArgumentsError("configurationValidityReport must hold a status "
+                                        "ACCEPTED or REJECTED and a deploymentId")
+        deployment_id = str(report.get("deploymentId") or "")
+        future = self._reports.get((ctx.component, deployment_id))
+        if future is None:
+            raise InvalidArgumentsError(f"Validation request either timed out or was never "
+                                        f"made for deployment {deployment_id!r}")
+        if not future.done():
+            future.set_result((str(report["status"]), str(report.get("message") or "")))
+        return {}
+
+    async def _h_subscribe_to_component_updates(self, ctx: CallContext, req: dict[str, Any]
+                                                ) -> StreamResult:
+        sub = self._listener(ctx.component, "$updates", self._update_listeners)
+        return StreamResult({}, sub, lambda event: event)
+
+    def notify_component_update(self, deployment_id: str, *, post: bool = False,
+                                is_ggc_restarting: bool = False) -> set[str]:
+        """Tell every SubscribeToComponentUpdates stream that a deployment is about to
+        update components (``post``: has updated them); the names of the components
+        told. Their answers come as DeferComponentUpdate (see :meth:`on_deferral`)."""
+        event: dict[str, Any] = (
+            {"postUpdateEvent": {"deploymentId": deployment_id}} if post else
+            {"preUpdateEvent": {"deploymentId": deployment_id,
+                                "isGgcRestarting": is_ggc_restarting}})
+        for sub in self._update_listeners:
+            sub.deliver(event)
+        return {sub.component for sub in self._update_listeners}
+
 
 def _str(req: Mapping[str, Any], key: str) -> str:
     value = req.get(key)
@@ -374,3 +570,11 @@ def _key_path(req: Mapping[str, Any]) -> list[str]:
     if not isinstance(path, list) or not all(isinstance(k, str) for k in path):
         raise InvalidArgumentsError("keyPath must be a list of strings")
     return path
+
+
+_METRIC_UNITS = frozenset(u.lower() for u in (
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+    "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+    "BytesPerSecond", "KilobytesPerSecond", "MegabytesPerSecond", "GigabytesPerSecond",
+    "TerabytesPerSecond", "BitsPerSecond", "KilobitsPerSecond", "MegabitsPerSecond",
+    "GigabitsPerSecond", "TerabitsPerSecond", "CountPerSecond", "None"))

@@ -4,41 +4,57 @@ A component process started by the runtime calls :func:`connect` (asyncio) or
 :func:`connect_sync` (plain scripts) with no arguments: the socket path and
 the component's token come from the environment
 (``AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT``, ``SVCUID``), as
-Greengrass hands them over. A component running in-process (an actor) gets
-the same API from :class:`LocalIpcClient`, which calls the service directly.
+Greengrass hands them over. Both speak Greengrass's eventstream RPC, the
+protocol of the AWS IoT Device SDK (which works against the runtime too). A
+component running in-process (an actor) gets the same API from
+:class:`LocalIpcClient`, which calls the service directly.
 
     async with await connect() as ipc:
         await ipc.publish_to_topic("ml/results", {"label": "cat"})
         async with await ipc.subscribe_to_topic("ml/#") as stream:
             async for message in stream:
                 print(message.topic, message.payload)
+
+Every operation of the service model (:mod:`actors.ipc._model`) can be
+called by name with ``call(operation, request)`` (unary) and
+``stream(operation, request)`` (streaming); the common ones have methods,
+each written once for both clients (:class:`_Operations`).
+
+This module imports nothing of the server (the broker, the service).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import os
 import queue
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from . import _wire
-from ._broker import Message, Overflow, ReceiveMode, Subscription
-from ._errors import ProtocolError, StreamClosed, error_from_wire
-from ._server import ENV_SOCKET, ENV_TOKEN
-from ._service import IpcService, StreamResult
+import orjson
+
+from . import _rpc
+from ._errors import IpcError, ServiceError, StreamClosed, UnauthorizedError, error_from_wire
+from ._eventstream import Decoder
+from ._message import Message, b64encode, event_message, iot_core_message, publish_message
+from ._model import Operation, operation
+
+if TYPE_CHECKING:
+    from ._local import LocalIpcClient
+
+ENV_SOCKET = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
+ENV_TOKEN = "SVCUID"
 
 __all__ = [
-    "AsyncIpcClient",
     "IpcClient",
     "LocalIpcClient",
     "Message",
-    "ReceiveMode",
-    "Subscription",
+    "Stream",
     "SyncIpcClient",
     "SyncStream",
     "connect",
@@ -46,148 +62,270 @@ __all__ = [
 ]
 
 
-class AsyncIpcClient(Protocol):
-    """The operations both async clients offer (socket and in-process)."""
-
-    component: str
-
-    async def publish_to_topic(self, topic: str, message: Any) -> None: ...
-    async def subscribe_to_topic(self, topic: str, receive_mode: ReceiveMode | str | None = None
-                                 ) -> Subscription: ...
-    async def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0
-                                  ) -> None: ...
-    async def subscribe_to_iot_core(self, topic: str, qos: int = 0) -> Subscription: ...
-    async def get_configuration(self, key_path: Sequence[str] = (),
-                                component_name: str | None = None) -> Any: ...
-    async def update_configuration(self, key_path: Sequence[str],
-                                   value_to_merge: Mapping[str, Any],
-                                   timestamp: float | None = None) -> None: ...
-    async def subscribe_to_configuration_update(
-        self, key_path: Sequence[str] = (), component_name: str | None = None
-    ) -> Subscription: ...
-    async def update_state(self, state: str) -> None: ...
-    async def defer_component_update(self, deployment_id: str, message: str = "",
-                                     recheck_after_ms: int = 0) -> None: ...
-    async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]: ...
-    async def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]: ...
-    async def close(self) -> None: ...
+def __getattr__(name: str) -> Any:
+    if name == "LocalIpcClient":  # in-process: it needs the service, loaded only then
+        from ._local import LocalIpcClient
+        return LocalIpcClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _payload(payload: bytes | str) -> bytes:
     return payload.encode() if isinstance(payload, str) else bytes(payload)
 
 
-def _infer_request(component: str, image: bytes, name: str) -> dict[str, Any]:
-    return {"componentName": component, "image": _wire.b64encode(image), "imageName": name}
+def _receive_mode(mode: object) -> str:
+    text = str(getattr(mode, "value", mode))
+    if text not in ("RECEIVE_ALL_MESSAGES", "RECEIVE_MESSAGES_FROM_OTHERS"):
+        raise ValueError(f"receive mode must be RECEIVE_ALL_MESSAGES or "
+                         f"RECEIVE_MESSAGES_FROM_OTHERS, got {mode!r}")
+    return text
 
 
-class _Closing:
-    async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+def _value(response: dict[str, Any]) -> Any:
+    return response["value"]
+
+
+def _result(response: dict[str, Any]) -> Any:
+    return response["result"]
+
+
+def _config_event(event: dict[str, Any]) -> Any:
+    return event["configurationUpdateEvent"]
+
+
+def _same(event: dict[str, Any]) -> Any:
+    return event
+
+
+class _Operations:
+    """The operations, each written once: ``_call`` / ``_open`` are the client's (awaitable
+    in the async client, blocking in the sync one)."""
+
+    def _call(self, op: str, request: dict[str, Any],
+              extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
         raise NotImplementedError
 
-    async def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]:
+    def _open(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
+              on_message: Callable[[Any], None] | None = None) -> Any:
+        raise NotImplementedError
+
+    def call(self, operation: str, request: dict[str, Any]) -> Any:
+        """Any unary operation by its Greengrass name (the CLI's operations too)."""
+        return self._call(operation, request)
+
+    def stream(self, operation: str, request: dict[str, Any], *,
+               on_message: Callable[[Any], None] | None = None) -> Any:
+        """Any streaming operation by name: a stream of its events (JSON objects)."""
+        return self._open(operation, request, _same, on_message)
+
+    def publish_to_topic(self, topic: str, message: Any) -> Any:
+        """PublishToTopic: ``bytes`` go as a binary message, anything else as JSON."""
+        return self._call("PublishToTopic", {"topic": topic,
+                                             "publishMessage": publish_message(message)})
+
+    def subscribe_to_topic(self, topic: str, receive_mode: object = None, *,
+                           on_message: Callable[[Message], None] | None = None) -> Any:
+        request: dict[str, Any] = {"topic": topic}
+        if receive_mode is not None:
+            request["receiveMode"] = _receive_mode(receive_mode)
+        return self._open("SubscribeToTopic", request, event_message, on_message)
+
+    def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> Any:
+        return self._call("PublishToIoTCore", {"topicName": topic, "qos": str(qos),
+                                               "payload": b64encode(_payload(payload))})
+
+    def subscribe_to_iot_core(self, topic: str, qos: int = 0, *,
+                              on_message: Callable[[Message], None] | None = None) -> Any:
+        return self._open("SubscribeToIoTCore", {"topicName": topic, "qos": str(qos)},
+                          iot_core_message, on_message)
+
+    def get_configuration(self, key_path: Sequence[str] = (),
+                          component_name: str | None = None) -> Any:
+        """The value at ``key_path`` (Greengrass answers a leaf as ``{leaf_key: value}``)."""
+        request: dict[str, Any] = {"keyPath": list(key_path)}
+        if component_name:
+            request["componentName"] = component_name
+        return self._call("GetConfiguration", request, _value)
+
+    def update_configuration(self, key_path: Sequence[str], value_to_merge: Mapping[str, Any],
+                             timestamp: float | None = None) -> Any:
+        """Merge into the own configuration; ``timestamp`` in seconds since the epoch."""
+        request: dict[str, Any] = {"keyPath": list(key_path), "valueToMerge": dict(value_to_merge)}
+        if timestamp is not None:
+            request["timestamp"] = timestamp
+        return self._call("UpdateConfiguration", request)
+
+    def subscribe_to_configuration_update(
+            self, key_path: Sequence[str] = (), component_name: str | None = None, *,
+            on_message: Callable[[Any], None] | None = None) -> Any:
+        request: dict[str, Any] = {"keyPath": list(key_path)}
+        if component_name:
+            request["componentName"] = component_name
+        return self._open("SubscribeToConfigurationUpdate", request, _config_event, on_message)
+
+    def update_state(self, state: str) -> Any:
+        return self._call("UpdateState", {"state": state})
+
+    def defer_component_update(self, deployment_id: str, message: str = "",
+                               recheck_after_ms: int = 0) -> Any:
+        return self._call("DeferComponentUpdate", {"deploymentId": deployment_id,
+                                                   "message": message,
+                                                   "recheckAfterMs": recheck_after_ms})
+
+    def put_component_metric(self, metrics: Sequence[Mapping[str, Any]]) -> Any:
+        """PutComponentMetric: ``[{"name": ..., "unit": "Count", "value": 1}]``."""
+        return self._call("PutComponentMetric", {"metrics": [dict(m) for m in metrics]})
+
+    def infer(self, component: str, image: bytes, name: str = "") -> Any:
         """``component``'s result message for one encoded image (the ``Infer``
         operation; needs an ``edge-actors.ipc.inference`` policy naming it)."""
-        reply = await self.call("Infer", _infer_request(component, image, name))
-        result: dict[str, Any] = reply["result"]
-        return result
+        return self._call("Infer", {"componentName": component, "image": b64encode(image),
+                                    "imageName": name}, _result)
 
-    async def close(self) -> None:
-        raise NotImplementedError
+
+def _error_of(headers: dict[str, Any], payload: bytes) -> IpcError:
+    try:
+        text = str(orjson.loads(payload).get("message", "")) if payload else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        text = payload.decode(errors="replace")
+    return error_from_wire(str(headers.get("service-model-type", "")), text)
+
+
+def _json(payload: bytes) -> Any:
+    return orjson.loads(payload) if payload else {}
+
+
+def _connect_message(token: str, component_name: str | None) -> bytes:
+    if component_name:
+        from ._eventstream import encode_headers
+        return _rpc.message(_rpc.CONNECT, 0, orjson.dumps({"authToken": token,
+                                                            "componentName": component_name}),
+                            extra=encode_headers({":version": _rpc.VERSION}))
+    return _rpc.connect(token)
+
+
+def _request(stream_id: int, op: Operation, request: dict[str, Any]) -> bytes:
+    return _rpc.application(stream_id, op.request_shape,
+                            {k: v for k, v in request.items() if v is not None},
+                            operation=op.full_name)
+
+
+_REFUSED = ("the runtime refused the authToken (SVCUID): it is not valid for any component, "
+            "or not for the component named")
+
+
+def _refused(payload: bytes) -> str:
+    try:
+        reason = _json(payload).get("message")
+    except (orjson.JSONDecodeError, AttributeError):
+        reason = None
+    return f"{_REFUSED}: {reason}" if reason else _REFUSED
+
+
+# -- the asyncio client -----------------------------------------------------------
+
+
+class Stream:
+    """The events of one streaming operation (async-iterable, or :meth:`receive`);
+    :meth:`close` cancels it at the runtime. At most ``maxsize`` events wait (the
+    oldest are dropped and counted in ``dropped``)."""
+
+    def __init__(self, close: Callable[[], None], maxsize: int) -> None:
+        self._close_remote = close
+        self._items: collections.deque[Any] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def _deliver(self, item: Any) -> None:
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        self._wake()
+
+    def _end(self, error: BaseException | None = None) -> None:
+        self.closed = True
+        self.error = self.error or error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def wait(self) -> None:
+        """Wait until an event is queued or the stream is closed."""
+        while not self._items and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def receive(self) -> Any:
+        """The next event; raises :class:`StreamClosed` once closed and drained."""
+        while not self._items:
+            if self.closed:
+                raise StreamClosed(f"the stream is closed{f': {self.error}' if self.error else ''}")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def receive_nowait(self) -> Any:
+        if not self._items:
+            if self.closed:
+                raise StreamClosed("the stream is closed")
+            raise IndexError("no event is waiting")
+        return self._items.popleft()
+
+    def drain(self) -> list[Any]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while True:
+            try:
+                yield await self.receive()
+            except StreamClosed:
+                return
+
+    def close(self) -> None:
+        if not self.closed:
+            self._close_remote()
+            self._end()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-
-class LocalIpcClient(_Closing):
-    """The client API for an in-process component: direct calls, no socket, same checks."""
-
-    def __init__(self, service: IpcService, component: str) -> None:
-        self.service = service
-        self.component = component
-        self._streams: list[Subscription] = []
-
-    async def publish_to_topic(self, topic: str, message: Any) -> None:
-        await self.service.publish_to_topic(self.component, topic, message)
-
-    def publish_to_topic_nowait(self, topic: str, message: Any) -> None:
-        """Publish without waiting; raises SubscriberFull if a backpressure queue is full."""
-        self.service.publish_to_topic_nowait(self.component, topic, message)
-
-    async def subscribe_to_topic(self, topic: str, receive_mode: ReceiveMode | str | None = None,
-                                 *, queue_size: int | None = None,
-                                 overflow: Overflow | str = Overflow.DROP_OLDEST
-                                 ) -> Subscription:
-        return self._keep(self.service.subscribe_to_topic(
-            self.component, topic, receive_mode, queue_size=queue_size, overflow=overflow))
-
-    async def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> None:
-        await self.service.publish_to_iot_core(self.component, topic, _payload(payload), qos)
-
-    async def subscribe_to_iot_core(self, topic: str, qos: int = 0) -> Subscription:
-        return self._keep(self.service.subscribe_to_iot_core(self.component, topic, qos))
-
-    async def get_configuration(self, key_path: Sequence[str] = (),
-                                component_name: str | None = None) -> Any:
-        response = await self.service.get_configuration(self.component, key_path, component_name)
-        return response["value"]
-
-    async def update_configuration(self, key_path: Sequence[str],
-                                   value_to_merge: Mapping[str, Any],
-                                   timestamp: float | None = None) -> None:
-        await self.service.update_configuration(self.component, key_path, value_to_merge,
-                                                timestamp)
-
-    async def subscribe_to_configuration_update(
-        self, key_path: Sequence[str] = (), component_name: str | None = None
-    ) -> Subscription:
-        return self._keep(self.service.subscribe_to_configuration_update(
-            self.component, key_path, component_name))
-
-    async def update_state(self, state: str) -> None:
-        self.service.update_state(self.component, state)
-
-    async def defer_component_update(self, deployment_id: str, message: str = "",
-                                     recheck_after_ms: int = 0) -> None:
-        self.service.defer_component_update(self.component, deployment_id, message,
-                                            recheck_after_ms)
-
-    async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        from ._service import CallContext
-
-        result = await self.service.call(CallContext(self.component), operation, request)
-        if isinstance(result, StreamResult):
-            result.stream.close()
-            raise ProtocolError(f"{operation} is a streaming operation: use call_stream")
-        return result
-
-    def _keep(self, sub: Subscription) -> Subscription:
-        self._streams = [s for s in self._streams if not s.closed]
-        self._streams.append(sub)
-        return sub
-
-    async def close(self) -> None:
-        for sub in self._streams:
-            sub.close()
-        self._streams.clear()
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class _ClientProtocol(asyncio.Protocol):
     def __init__(self, client: IpcClient) -> None:
         self.client = client
-        self.decoder = _wire.FrameDecoder(client.max_frame)
+        self.decoder = Decoder()
         self.can_write = asyncio.Event()
         self.can_write.set()
 
     def data_received(self, data: bytes) -> None:
-        for frame in self.decoder.feed(data):
-            self.client._dispatch(frame)
+        for headers, payload in self.decoder.feed(data):
+            self.client._dispatch(headers, payload)
         if self.decoder.error is not None:
-            self.client._lost(self.decoder.error)
+            self.client._lost(StreamClosed(f"bad message from the runtime: {self.decoder.error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.can_write.set()
@@ -200,183 +338,167 @@ class _ClientProtocol(asyncio.Protocol):
         self.can_write.set()
 
 
-class IpcClient(_Closing):
+class IpcClient(_Operations):
     """The async client of a component process, over the runtime's Unix socket.
 
-    Requests from several tasks are multiplexed on the one connection; each
-    call returns when the runtime answered (raising the runtime's error).
+    Requests from several tasks are multiplexed on the one connection (one
+    eventstream RPC stream each); each call returns when the runtime answered
+    (raising the runtime's error).
     """
 
     def __init__(self, path: str, token: str, *, component_name: str | None = None,
-                 max_frame: int = _wire.DEFAULT_MAX_FRAME, queue_size: int = 1000) -> None:
+                 queue_size: int = 1000) -> None:
         self.path = path
         self._token = token
         self.component = component_name or ""
-        self.max_frame = max_frame
+        self._claimed = component_name
         self.queue_size = queue_size
         self._ids = itertools.count(1)
-        self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._streams: dict[int, tuple[Subscription, Callable[[Any], Any]]] = {}
+        self._calls: dict[int, tuple[asyncio.Future[Any], Callable[[Any], Any] | None]] = {}
+        self._streams: dict[int, tuple[Stream, Callable[[Any], Any]]] = {}
         self._transport: asyncio.Transport | None = None
         self._protocol: _ClientProtocol | None = None
         self._error: BaseException | None = None
+        self._ack: asyncio.Future[None] | None = None
 
-    async def connect(self) -> Self:
+    async def connect(self, timeout: float = 10.0) -> Self:
         loop = asyncio.get_running_loop()
+        self._ack = loop.create_future()
         transport, protocol = await loop.create_unix_connection(
             lambda: _ClientProtocol(self), self.path)
         self._transport, self._protocol = transport, protocol
-        response = await self._request("Connect", {"authToken": self._token,
-                                                   "componentName": self.component or None},
-                                       ident=0)
-        self.component = response["componentName"]
+        transport.write(_connect_message(self._token, self._claimed))
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ack
+        except BaseException:
+            transport.close()
+            raise
         return self
 
     # -- plumbing --------------------------------------------------------------
 
-    def _dispatch(self, frame: dict[str, Any]) -> None:
-        ident = frame.get("id")
-        if "event" in frame:
-            entry = self._streams.get(ident)  # type: ignore[arg-type]
-            if entry is not None:
-                entry[0].deliver(entry[1](frame["event"]))
+    def _dispatch(self, headers: dict[str, Any], payload: bytes) -> None:
+        message_type = headers.get(":message-type")
+        flags = headers.get(":message-flags", 0)
+        stream_id = headers.get(":stream-id")
+        if stream_id == 0:
+            if message_type == _rpc.CONNECT_ACK:
+                ack = self._ack
+                if ack is not None and not ack.done():
+                    if flags & _rpc.CONNECTION_ACCEPTED:
+                        self.component = str(_json(payload).get("componentName")
+                                             or self.component)
+                        ack.set_result(None)
+                    else:
+                        ack.set_exception(UnauthorizedError(_refused(payload)))
+            elif message_type == _rpc.PING:
+                self._send(_rpc.message(_rpc.PING_RESPONSE, 0, payload))
+            elif message_type in (_rpc.PROTOCOL_ERROR, _rpc.INTERNAL_ERROR):
+                kind = _rpc.MESSAGE_TYPES[message_type]
+                self._lost(StreamClosed(f"the runtime closed the connection with {kind}: "
+                                        f"{_error_of(headers, payload)}"))
             return
-        if "end" in frame:
-            entry = self._streams.pop(ident, None)  # type: ignore[arg-type]
-            if entry is not None:
-                entry[0]._on_close = None
-                entry[0].close()
+        call = self._calls.pop(stream_id, None)  # type: ignore[arg-type]
+        if call is not None:
+            future, extract = call
+            if future.done():
+                return
+            if message_type == _rpc.APPLICATION_ERROR:
+                self._streams.pop(stream_id, None)  # type: ignore[arg-type]
+                future.set_exception(_error_of(headers, payload))
+            else:
+                body = _json(payload)
+                future.set_result(extract(body) if extract is not None else body)
             return
-        if ident is None and "error" in frame:
-            error = frame["error"]
-            self._lost(error_from_wire(error.get("type", ""), error.get("message", "")))
+        entry = self._streams.get(stream_id)  # type: ignore[arg-type]
+        if entry is None:
             return
-        future = self._calls.pop(ident, None)  # type: ignore[arg-type]
-        if future is None or future.done():
+        stream, convert = entry
+        if message_type == _rpc.APPLICATION_ERROR:
+            del self._streams[stream_id]  # type: ignore[arg-type]
+            stream._end(_error_of(headers, payload))
             return
-        if "error" in frame:
-            error = frame["error"]
-            future.set_exception(error_from_wire(error.get("type", ""), error.get("message", "")))
-        else:
-            future.set_result(frame.get("response") or {})
+        if headers.get("service-model-type") is not None:
+            stream._deliver(convert(_json(payload)))
+        if flags & _rpc.TERMINATE_STREAM:
+            self._streams.pop(stream_id, None)  # type: ignore[arg-type]
+            stream._end()
 
     def _lost(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
-        for future in self._calls.values():
+        ack = self._ack
+        if ack is not None and not ack.done():
+            ack.set_exception(exc if isinstance(exc, IpcError) else StreamClosed(str(exc)))
+        for future, _ in self._calls.values():
             if not future.done():
-                future.set_exception(self._error)
+                future.set_exception(StreamClosed(f"the IPC connection is closed: {exc}"))
         self._calls.clear()
-        for sub, _ in self._streams.values():
-            sub._on_close = None
-            sub.close()
+        for stream, _ in self._streams.values():
+            stream._end(exc)
         self._streams.clear()
         if self._transport is not None:
             self._transport.close()
 
-    async def _request(self, op: str, request: dict[str, Any], ident: int | None = None
-                       ) -> dict[str, Any]:
+    def _send(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    async def _call(self, op: str, request: dict[str, Any],
+                    extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
         if self._error is not None:
             raise StreamClosed(f"the IPC connection is closed: {self._error}")
         transport, protocol = self._transport, self._protocol
         assert transport is not None and protocol is not None, "call connect() first"
         if not protocol.can_write.is_set():
             await protocol.can_write.wait()
-        ident = next(self._ids) if ident is None else ident
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._calls[ident] = future
-        transport.write(_wire.encode_frame({"id": ident, "op": op, "request": request}))
+        stream_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[stream_id] = (future, extract)
+        transport.write(_request(stream_id, operation(op), request))
         return await future
 
-    async def _stream(self, op: str, request: dict[str, Any], topic: str,
-                      convert: Callable[[Any], Any]) -> Subscription:
-        ident = next(self._ids)
-        sub = Subscription(None, self.component, topic, ReceiveMode.RECEIVE_ALL_MESSAGES,
-                           self.queue_size, Overflow.DROP_OLDEST)
-        self._streams[ident] = (sub, convert)
+    async def _open(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
+                    on_message: Callable[[Any], None] | None = None) -> Stream:
+        model = operation(op)
+        if not model.streaming:
+            raise ServiceError(f"{model.name} is not a streaming operation: use call()")
+        stream_id = next(self._ids)
+
+        def close_remote() -> None:
+            if self._streams.pop(stream_id, None) is not None:
+                self._send(_rpc.message(_rpc.APPLICATION_MESSAGE, stream_id, b"",
+                                        _rpc.TERMINATE_STREAM))
+        stream = Stream(close_remote, self.queue_size)
+        if on_message is not None:
+            stream._deliver = on_message  # type: ignore[method-assign,assignment]
+        self._streams[stream_id] = (stream, convert)
         try:
             if self._error is not None:
                 raise StreamClosed(f"the IPC connection is closed: {self._error}")
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._calls[ident] = future
-            assert self._transport is not None
-            self._transport.write(_wire.encode_frame({"id": ident, "op": op,
-                                                      "request": request}))
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._calls[stream_id] = (future, None)
+            assert self._transport is not None, "call connect() first"
+            self._transport.write(_request(stream_id, model, request))
             await future
         except BaseException:
-            self._streams.pop(ident, None)
+            self._streams.pop(stream_id, None)
             raise
-
-        def close_remote() -> None:
-            if self._streams.pop(ident, None) is not None and self._transport is not None \
-                    and not self._transport.is_closing():
-                self._transport.write(_wire.encode_frame({"id": ident, "close": True}))
-        sub._on_close = close_remote
-        return sub
-
-    # -- operations --------------------------------------------------------------
-
-    async def publish_to_topic(self, topic: str, message: Any) -> None:
-        await self._request("PublishToTopic", {"topic": topic,
-                                               "publishMessage": _wire.publish_message(message)})
-
-    async def subscribe_to_topic(self, topic: str, receive_mode: ReceiveMode | str | None = None
-                                 ) -> Subscription:
-        request: dict[str, Any] = {"topic": topic}
-        if receive_mode is not None:
-            request["receiveMode"] = str(ReceiveMode(receive_mode))
-        return await self._stream("SubscribeToTopic", request, topic, _wire.event_message)
-
-    async def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> None:
-        await self._request("PublishToIoTCore", {"topicName": topic, "qos": str(qos),
-                                                 "payload": _wire.b64encode(_payload(payload))})
-
-    async def subscribe_to_iot_core(self, topic: str, qos: int = 0) -> Subscription:
-        return await self._stream("SubscribeToIoTCore", {"topicName": topic, "qos": str(qos)},
-                                  topic, _wire.iot_core_message)
-
-    async def get_configuration(self, key_path: Sequence[str] = (),
-                                component_name: str | None = None) -> Any:
-        request: dict[str, Any] = {"keyPath": list(key_path)}
-        if component_name:
-            request["componentName"] = component_name
-        return (await self._request("GetConfiguration", request))["value"]
-
-    async def update_configuration(self, key_path: Sequence[str],
-                                   value_to_merge: Mapping[str, Any],
-                                   timestamp: float | None = None) -> None:
-        request: dict[str, Any] = {"keyPath": list(key_path), "valueToMerge": dict(value_to_merge)}
-        if timestamp is not None:
-            request["timestamp"] = timestamp
-        await self._request("UpdateConfiguration", request)
-
-    async def subscribe_to_configuration_update(
-        self, key_path: Sequence[str] = (), component_name: str | None = None
-    ) -> Subscription:
-        request: dict[str, Any] = {"keyPath": list(key_path)}
-        if component_name:
-            request["componentName"] = component_name
-        return await self._stream("SubscribeToConfigurationUpdate", request, "/".join(key_path),
-                                  lambda event: event["configurationUpdateEvent"])
-
-    async def update_state(self, state: str) -> None:
-        await self._request("UpdateState", {"state": state})
-
-    async def defer_component_update(self, deployment_id: str, message: str = "",
-                                     recheck_after_ms: int = 0) -> None:
-        await self._request("DeferComponentUpdate", {"deploymentId": deployment_id,
-                                                     "message": message,
-                                                     "recheckAfterMs": recheck_after_ms})
-
-    async def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Any registered operation by its Greengrass name (the CLI's operations too)."""
-        return await self._request(operation, request)
+        return stream
 
     async def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self._lost(StreamClosed("the client closed the connection"))
         await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
 
 
 async def connect(*, environ: Mapping[str, str] | None = None,
@@ -399,13 +521,13 @@ def _from_env(env: Mapping[str, str]) -> tuple[str, str]:
 
 
 class SyncStream:
-    """A blocking stream of messages for :class:`SyncIpcClient` (iterate, or ``receive``)."""
+    """A blocking stream of events for :class:`SyncIpcClient` (iterate, or ``receive``)."""
 
     _END = object()
 
-    def __init__(self, client: SyncIpcClient, ident: int, maxsize: int) -> None:
+    def __init__(self, client: SyncIpcClient, stream_id: int, maxsize: int) -> None:
         self._client = client
-        self._ident = ident
+        self._id = stream_id
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self.dropped = 0
         self.closed = False
@@ -423,7 +545,7 @@ class SyncStream:
                     pass
 
     def receive(self, timeout: float | None = None) -> Any:
-        """The next message; raises StreamClosed at the end, TimeoutError after ``timeout``."""
+        """The next event; raises StreamClosed at the end, TimeoutError after ``timeout``."""
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -445,35 +567,44 @@ class SyncStream:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._client._close_stream(self._ident)
+            self._client._close_stream(self._id)
             self._put(self._END)
 
 
-class SyncIpcClient:
+class SyncIpcClient(_Operations):
     """A blocking client for plain scripts: a socket plus one background reader thread.
 
     ``on_message`` callbacks given to the subscribe methods run on that thread.
     """
 
     def __init__(self, path: str, token: str, *, component_name: str | None = None,
-                 timeout: float = 10.0, max_frame: int = _wire.DEFAULT_MAX_FRAME,
-                 queue_size: int = 1000) -> None:
+                 timeout: float = 10.0, queue_size: int = 1000) -> None:
         self.timeout = timeout
         self.queue_size = queue_size
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(path)
-        self._decoder = _wire.FrameDecoder(max_frame)
+        self._decoder = Decoder()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._calls: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self._calls: dict[int, tuple[threading.Event, list[Any]]] = {}
         self._streams: dict[int, tuple[SyncStream, Callable[[Any], Any],
                                        Callable[[Any], None] | None]] = {}
         self._error: BaseException | None = None
+        self._ack = threading.Event()
+        self._accepted = False
+        self._refusal = _REFUSED
+        self.component: str = component_name or ""
         self._reader = threading.Thread(target=self._read, name="ipc-reader", daemon=True)
         self._reader.start()
-        response = self._request("Connect", {"authToken": token,
-                                             "componentName": component_name}, ident=0)
-        self.component: str = response["componentName"]
+        self._sock.sendall(_connect_message(token, component_name))
+        if not self._ack.wait(timeout):
+            self.close()
+            raise TimeoutError(f"no CONNECT_ACK from the runtime within {timeout} s")
+        if not self._accepted:
+            self.close()
+            if self._error is not None and not isinstance(self._error, UnauthorizedError):
+                raise StreamClosed(f"the IPC connection is closed: {self._error}")
+            raise UnauthorizedError(self._refusal)
 
     def _read(self) -> None:
         try:
@@ -481,10 +612,10 @@ class SyncIpcClient:
                 data = self._sock.recv(1 << 16)
                 if not data:
                     raise StreamClosed("the IPC server closed the connection")
-                for frame in self._decoder.feed(data):
-                    self._dispatch(frame)
+                for headers, payload in self._decoder.feed(data):
+                    self._dispatch(headers, payload)
                 if self._decoder.error is not None:
-                    raise self._decoder.error
+                    raise StreamClosed(f"bad message from the runtime: {self._decoder.error}")
         except BaseException as exc:
             with self._lock:
                 self._error = self._error or exc
@@ -492,141 +623,102 @@ class SyncIpcClient:
                 self._calls.clear()
                 streams = list(self._streams.values())
                 self._streams.clear()
+            self._ack.set()
             for event, box in calls:
-                box.append({"error": {"type": "StreamClosed", "message": str(exc)}})
+                box.append(StreamClosed(f"the IPC connection is closed: {exc}"))
                 event.set()
             for stream, _, _ in streams:
                 stream.closed = True
                 stream._put(SyncStream._END)
 
-    def _dispatch(self, frame: dict[str, Any]) -> None:
-        ident = frame.get("id")
-        if "event" in frame:
-            entry = self._streams.get(ident)  # type: ignore[arg-type]
-            if entry is not None:
-                stream, convert, callback = entry
-                item = convert(frame["event"])
-                if callback is not None:
-                    callback(item)
-                else:
-                    stream._put(item)
+    def _dispatch(self, headers: dict[str, Any], payload: bytes) -> None:
+        message_type = headers.get(":message-type")
+        flags = headers.get(":message-flags", 0)
+        stream_id = headers.get(":stream-id")
+        if stream_id == 0:
+            if message_type == _rpc.CONNECT_ACK:
+                self._accepted = bool(flags & _rpc.CONNECTION_ACCEPTED)
+                self._refusal = _refused(payload)
+                if self._accepted:
+                    self.component = str(_json(payload).get("componentName") or self.component)
+                self._ack.set()
+            elif message_type == _rpc.PING:
+                with self._lock:
+                    self._sock.sendall(_rpc.message(_rpc.PING_RESPONSE, 0, payload))
+            elif message_type in (_rpc.PROTOCOL_ERROR, _rpc.INTERNAL_ERROR):
+                raise StreamClosed(f"the runtime closed the connection with "
+                                   f"{_rpc.MESSAGE_TYPES[message_type]}: "
+                                   f"{_error_of(headers, payload)}")
             return
-        if "end" in frame:
-            with self._lock:
-                entry = self._streams.pop(ident, None)  # type: ignore[arg-type]
-            if entry is not None:
-                entry[0].closed = True
-                entry[0]._put(SyncStream._END)
-            return
-        if ident is None:
-            error = frame.get("error", {})
-            raise error_from_wire(error.get("type", ""), error.get("message", ""))
         with self._lock:
-            call = self._calls.pop(ident, None)
+            call = self._calls.pop(stream_id, None)  # type: ignore[arg-type]
         if call is not None:
-            call[1].append(frame)
+            if message_type == _rpc.APPLICATION_ERROR:
+                with self._lock:
+                    self._streams.pop(stream_id, None)  # type: ignore[arg-type]
+                call[1].append(_error_of(headers, payload))
+            else:
+                call[1].append(_json(payload))
             call[0].set()
+            return
+        entry = self._streams.get(stream_id)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        stream, convert, callback = entry
+        if message_type != _rpc.APPLICATION_ERROR and headers.get("service-model-type"):
+            item = convert(_json(payload))
+            if callback is not None:
+                callback(item)
+            else:
+                stream._put(item)
+        if message_type == _rpc.APPLICATION_ERROR or flags & _rpc.TERMINATE_STREAM:
+            with self._lock:
+                self._streams.pop(stream_id, None)  # type: ignore[arg-type]
+            stream.closed = True
+            stream._put(SyncStream._END)
 
-    def _request(self, op: str, request: dict[str, Any], ident: int | None = None
-                 ) -> dict[str, Any]:
-        ident = next(self._ids) if ident is None else ident
+    def _send_request(self, op: str, request: dict[str, Any], stream_id: int) -> dict[str, Any]:
         event, box = threading.Event(), []  # type: ignore[var-annotated]
         with self._lock:
             if self._error is not None:
                 raise StreamClosed(f"the IPC connection is closed: {self._error}")
-            self._calls[ident] = (event, box)
-            self._sock.sendall(_wire.encode_frame({"id": ident, "op": op, "request": request}))
+            self._calls[stream_id] = (event, box)
+            self._sock.sendall(_request(stream_id, operation(op), request))
         if not event.wait(self.timeout):
             with self._lock:
-                self._calls.pop(ident, None)
+                self._calls.pop(stream_id, None)
             raise TimeoutError(f"no answer to {op} within {self.timeout} s")
-        frame = box[0]
-        if "error" in frame:
-            error = frame["error"]
-            raise error_from_wire(error.get("type", ""), error.get("message", ""))
-        result: dict[str, Any] = frame.get("response") or {}
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        result: dict[str, Any] = box[0]
         return result
 
-    def _stream(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
-                on_message: Callable[[Any], None] | None) -> SyncStream:
-        ident = next(self._ids)
-        stream = SyncStream(self, ident, self.queue_size)
+    def _call(self, op: str, request: dict[str, Any],
+              extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+        body = self._send_request(op, request, next(self._ids))
+        return extract(body) if extract is not None else body
+
+    def _open(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
+              on_message: Callable[[Any], None] | None = None) -> SyncStream:
+        if not operation(op).streaming:
+            raise ServiceError(f"{op} is not a streaming operation: use call()")
         with self._lock:
-            self._streams[ident] = (stream, convert, on_message)
+            stream_id = next(self._ids)
+            stream = SyncStream(self, stream_id, self.queue_size)
+            self._streams[stream_id] = (stream, convert, on_message)
         try:
-            self._request(op, request, ident)
+            self._send_request(op, request, stream_id)
         except BaseException:
             with self._lock:
-                self._streams.pop(ident, None)
+                self._streams.pop(stream_id, None)
             raise
         return stream
 
-    def _close_stream(self, ident: int) -> None:
+    def _close_stream(self, stream_id: int) -> None:
         with self._lock:
-            if self._streams.pop(ident, None) is not None and self._error is None:
-                self._sock.sendall(_wire.encode_frame({"id": ident, "close": True}))
-
-    def publish_to_topic(self, topic: str, message: Any) -> None:
-        self._request("PublishToTopic", {"topic": topic,
-                                         "publishMessage": _wire.publish_message(message)})
-
-    def subscribe_to_topic(self, topic: str, receive_mode: ReceiveMode | str | None = None, *,
-                           on_message: Callable[[Message], None] | None = None) -> SyncStream:
-        request: dict[str, Any] = {"topic": topic}
-        if receive_mode is not None:
-            request["receiveMode"] = str(ReceiveMode(receive_mode))
-        return self._stream("SubscribeToTopic", request, _wire.event_message, on_message)
-
-    def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> None:
-        self._request("PublishToIoTCore", {"topicName": topic, "qos": str(qos),
-                                           "payload": _wire.b64encode(_payload(payload))})
-
-    def subscribe_to_iot_core(self, topic: str, qos: int = 0, *,
-                              on_message: Callable[[Message], None] | None = None
-                              ) -> SyncStream:
-        return self._stream("SubscribeToIoTCore", {"topicName": topic, "qos": str(qos)},
-                            _wire.iot_core_message, on_message)
-
-    def get_configuration(self, key_path: Sequence[str] = (),
-                          component_name: str | None = None) -> Any:
-        request: dict[str, Any] = {"keyPath": list(key_path)}
-        if component_name:
-            request["componentName"] = component_name
-        return self._request("GetConfiguration", request)["value"]
-
-    def update_configuration(self, key_path: Sequence[str], value_to_merge: Mapping[str, Any],
-                             timestamp: float | None = None) -> None:
-        request: dict[str, Any] = {"keyPath": list(key_path), "valueToMerge": dict(value_to_merge)}
-        if timestamp is not None:
-            request["timestamp"] = timestamp
-        self._request("UpdateConfiguration", request)
-
-    def subscribe_to_configuration_update(
-        self, key_path: Sequence[str] = (), component_name: str | None = None, *,
-        on_message: Callable[[dict[str, Any]], None] | None = None
-    ) -> SyncStream:
-        request: dict[str, Any] = {"keyPath": list(key_path)}
-        if component_name:
-            request["componentName"] = component_name
-        return self._stream("SubscribeToConfigurationUpdate", request,
-                            lambda event: event["configurationUpdateEvent"], on_message)
-
-    def update_state(self, state: str) -> None:
-        self._request("UpdateState", {"state": state})
-
-    def defer_component_update(self, deployment_id: str, message: str = "",
-                               recheck_after_ms: int = 0) -> None:
-        self._request("DeferComponentUpdate", {"deploymentId": deployment_id, "message": message,
-                                               "recheckAfterMs": recheck_after_ms})
-
-    def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        return self._request(operation, request)
-
-    def infer(self, component: str, image: bytes, name: str = "") -> dict[str, Any]:
-        """``component``'s result message for one encoded image (the ``Infer`` operation)."""
-        reply = self.call("Infer", _infer_request(component, image, name))
-        result: dict[str, Any] = reply["result"]
-        return result
+            if self._streams.pop(stream_id, None) is not None and self._error is None:
+                self._sock.sendall(_rpc.message(_rpc.APPLICATION_MESSAGE, stream_id, b"",
+                                                _rpc.TERMINATE_STREAM))
 
     def close(self) -> None:
         with self._lock:

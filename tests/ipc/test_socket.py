@@ -9,6 +9,7 @@ import stat
 import struct
 import sys
 import textwrap
+import zlib
 from typing import Any
 
 import anyio
@@ -17,14 +18,18 @@ import pytest
 
 from actors.ipc import (
     CallContext,
+    Deferral,
     FailedUpdateConditionCheckError,
     InvalidArgumentsError,
     IpcServer,
     IpcService,
     ResourceNotFoundError,
+    ServiceError,
     StreamClosed,
     UnauthorizedError,
+    _rpc,
 )
+from actors.ipc._eventstream import Decoder, encode
 from actors.ipc.client import IpcClient, SyncIpcClient, connect
 
 pytestmark = pytest.mark.anyio
@@ -38,28 +43,38 @@ async def client_for(server: IpcServer, component: str) -> IpcClient:
     return await connect(environ=env)
 
 
-async def raw_exchange(server: IpcServer, data: bytes) -> list[dict[str, Any]]:
-    """Send raw bytes, then read frames until the server closes or 0.5 s of silence."""
-    frames: list[dict[str, Any]] = []
+async def raw_exchange(server: IpcServer, data: bytes, then: bytes = b""
+                       ) -> list[tuple[dict[str, Any], Any]]:
+    """Send raw bytes (and ``then``, once the first reply came), then read messages until
+    the server closes or 0.5 s of silence."""
     async with await anyio.connect_unix(str(server.path)) as stream:
         await stream.send(data)
         buffer = b""
+        if then:
+            with anyio.fail_after(5):
+                buffer += await stream.receive()
+            await stream.send(then)
         with anyio.move_on_after(0.5):
             while True:
                 try:
                     buffer += await stream.receive()
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     break
-        while len(buffer) >= 4:
-            (size,) = struct.unpack_from(">I", buffer)
-            frames.append(orjson.loads(buffer[4:4 + size]))
-            buffer = buffer[4 + size:]
-    return frames
+    return [(h, orjson.loads(p) if p.startswith(b"{") else p)
+            for h, p in Decoder().feed(buffer)]
 
 
-def frame(obj: Any) -> bytes:
-    body = orjson.dumps(obj)
-    return struct.pack(">I", len(body)) + body
+def connect_msg(token: str) -> bytes:
+    return _rpc.connect(token)
+
+
+def request_msg(stream_id: int, op: str, body: Any) -> bytes:
+    return _rpc.application(stream_id, f"aws.greengrass#{op}Request", body,
+                            operation=f"aws.greengrass#{op}")
+
+
+def kind(headers: dict[str, Any]) -> str:
+    return _rpc.MESSAGE_TYPES[headers[":message-type"]]
 
 
 async def test_publish_and_subscribe_between_component_processes(server: IpcServer) -> None:
@@ -96,11 +111,15 @@ async def test_a_bad_token_closes_only_that_connection(server: IpcServer) -> Non
     async with good:
         with pytest.raises(UnauthorizedError, match="not valid"):
             await IpcClient(str(server.path), "not-a-token").connect()
-        replies = await raw_exchange(server, frame({"id": 1, "op": "PublishToTopic",
-                                                    "request": {"topic": "x"}}))
-        assert replies[-1]["error"]["type"] == "UnauthorizedError"
+        # a wrong token: CONNECT_ACK without CONNECTION_ACCEPTED, then the connection closes
+        replies = await raw_exchange(server, connect_msg("stolen?"))
+        assert [(kind(h), h[":message-flags"]) for h, _ in replies] == [("CONNECT_ACK", 0)]
+        # a request before CONNECT: PROTOCOL_ERROR
+        replies = await raw_exchange(server, request_msg(1, "PublishToTopic", {"topic": "x"}))
+        assert [kind(h) for h, _ in replies] == ["PROTOCOL_ERROR"]
+        assert "CONNECT" in replies[0][1]["message"]
         await good.publish_to_topic("still/works", {})
-    assert server.statistics().refused == 2
+    assert server.statistics().refused == 3
 
 
 async def test_token_theft_is_refused(server: IpcServer, service: IpcService) -> None:
@@ -123,23 +142,97 @@ async def test_token_theft_is_refused(server: IpcServer, service: IpcService) ->
         await IpcClient(str(server.path), subscriber_token).connect()
 
 
-async def test_oversize_and_malformed_frames_close_only_their_connection(
+def reframe(message: bytes, **changes: Any) -> bytes:
+    """``message`` with its RPC headers changed (CRCs recomputed)."""
+    headers, payload = Decoder().feed(message)[0]
+    headers.update(changes)
+    for name, value in list(headers.items()):
+        if value is None:
+            del headers[name]
+    return encode(headers, payload)
+
+
+async def test_malformed_messages_get_protocol_error_and_close_only_their_connection(
         server: IpcServer) -> None:
     good = await client_for(server, PUB)
     async with good:
         stream = await good.subscribe_to_topic("ml/ok")
         token = server.environment(SUB)["SVCUID"]
-        connect_frame = frame({"id": 0, "op": "Connect", "request": {"authToken": token}})
-        for bad in (struct.pack(">I", server.max_frame + 1) + b"x" * 16,
-                    struct.pack(">I", 5) + b"{nope",
-                    frame([1, 2, 3]),
-                    frame({"op": "PublishToTopic"})):
-            replies = await raw_exchange(server, connect_frame + bad)
-            assert replies[0]["response"]["componentName"] == SUB
-            assert replies[-1]["id"] is None and replies[-1]["error"]["type"] == "ProtocolError"
+        publish = request_msg(1, "PublishToTopic", {"topic": "ml/ok", "publishMessage": {
+            "jsonMessage": {"message": 1}}})
+        bad_crc = bytearray(publish)
+        bad_crc[-1] ^= 0xFF
+        oversize = struct.pack(">II", server.max_frame + 1, 0)
+        oversize += struct.pack(">I", zlib.crc32(oversize)) + b"x" * 16
+        cases = {
+            "message CRC mismatch": bytes(bad_crc),
+            "prelude CRC mismatch": publish[:8] + b"\0\0\0\0" + publish[12:],
+            "exceeds the limit": oversize,
+            "stream id 3 is not the next one": reframe(publish, **{":stream-id": 3}),
+            "without an operation header": reframe(publish, operation=None),
+            "message type 9 is not allowed": reframe(publish, **{":message-type": 9}),
+            "PING is not allowed on stream 1": reframe(publish, **{":message-type": 2}),
+            "APPLICATION_MESSAGE is not allowed on stream 0":
+                reframe(publish, **{":stream-id": 0}),
+            "no :message-flags header": reframe(publish, **{":message-flags": None}),
+            ":stream-id header must be an int32": reframe(publish, **{":stream-id": True}),
+            ":message-type header must be an int32": reframe(
+                publish, **{":message-type": False}),
+            "only one CONNECT": connect_msg(token),
+        }
+        for expected, bad in cases.items():
+            # with CONNECT in the same read, and after its CONNECT_ACK came back
+            for replies in (await raw_exchange(server, connect_msg(token) + bad),
+                            await raw_exchange(server, connect_msg(token), then=bad)):
+                assert kind(replies[0][0]) == "CONNECT_ACK"
+                assert replies[0][0][":message-flags"] == 1
+                assert kind(replies[-1][0]) == "PROTOCOL_ERROR", (expected, replies)
+                assert expected in replies[-1][1]["message"]
         await good.publish_to_topic("ml/ok", {"alive": True})
         assert (await stream.receive()).payload == {"alive": True}
-    assert server.statistics().protocol_errors == 4
+    assert server.statistics().protocol_errors == 2 * len(cases)
+
+
+async def test_ping_cancel_and_a_stream_ended_by_the_runtime(server: IpcServer) -> None:
+    token = server.environment(PUB)["SVCUID"]
+    replies = await raw_exchange(server, connect_msg(token)
+                                 + _rpc.message(_rpc.PING, 0, b"hello")
+                                 + request_msg(1, "SubscribeToTopic", {"topic": "a/b"})
+                                 + _rpc.message(_rpc.APPLICATION_MESSAGE, 1, b"",
+                                                _rpc.TERMINATE_STREAM)
+                                 + request_msg(2, "PublishToTopic", {
+                                     "topic": "a/b", "publishMessage": {
+                                         "jsonMessage": {"message": 1}}}))
+    assert [(kind(h), h[":stream-id"], h.get("service-model-type")) for h, _ in replies] == [
+        ("CONNECT_ACK", 0, None), ("PING_RESPONSE", 0, None),
+        ("APPLICATION_MESSAGE", 1, "aws.greengrass#SubscribeToTopicResponse"),
+        ("APPLICATION_MESSAGE", 2, "aws.greengrass#PublishToTopicResponse")]
+    # the cancelled subscription got nothing; the unary response ends its stream
+    assert replies[3][0][":message-flags"] == _rpc.TERMINATE_STREAM
+    assert replies[2][0][":message-flags"] == 0
+
+
+async def test_an_unauthenticated_connection_is_closed_after_the_deadline(
+        service: IpcService, tmp_path: Any) -> None:
+    from actors.ipc._server import Limits
+
+    server = IpcServer(service, tmp_path / "s", limits=Limits(auth_timeout=0.2))
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        async with await anyio.connect_unix(str(server.path)) as idle:
+            with anyio.fail_after(3):
+                buffer = b""
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    while True:
+                        buffer += await idle.receive()
+        [(headers, payload)] = Decoder().feed(buffer)
+        assert kind(headers) == "PROTOCOL_ERROR" and b"within 0.2 s" in payload
+        # and before authentication only small messages are read
+        async with await anyio.connect_unix(str(server.path)) as big:
+            await big.send(request_msg(1, "PublishToTopic", {"x": "y" * 20_000})[:64])
+            replies = Decoder().feed(await big.receive())
+            assert b"limit of 16384" in replies[0][1]
+        tg.cancel_scope.cancel()
 
 
 OPS = ["PublishToTopic", "SubscribeToTopic", "GetConfiguration", "UpdateConfiguration",
@@ -167,52 +260,76 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
     return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
 
 
-def random_request(rng: random.Random) -> bytes:
+def random_request(rng: random.Random, stream_id: int) -> bytes:
     """A well-framed request with random content: it reaches the operation handlers."""
-    if rng.random() < 0.05:
-        return frame({"id": rng.randrange(1000), "close": True})
-    return frame({"id": rng.randrange(1, 1000), "op": rng.choice(OPS),
-                  "request": random_json(rng)})
+    return request_msg(stream_id, rng.choice(OPS), random_json(rng))
 
 
-def random_frame(rng: random.Random) -> bytes:
-    kind = rng.randrange(10)
+def random_message(rng: random.Random, stream_id: int) -> bytes:
+    """A mutated message: flipped bytes (CRCs fixed up or not), cut, wrong lengths,
+    truncated headers of every type, unknown message types, stream ids out of order."""
+    message = bytearray(random_request(rng, stream_id))
+    kind = rng.randrange(8)
     if kind == 0:
-        body = rng.randbytes(rng.randrange(40))
-        return struct.pack(">I", len(body)) + body
-    if kind == 1:
-        return struct.pack(">I", rng.choice([2**31, 2**32 - 1, 70_000])) + b"{}"
-    if kind == 2:
-        return frame(random_json(rng))
-    request = {"id": rng.choice([rng.randrange(1, 1000), None, "7", -1, True]),
-               "op": rng.choice(OPS), "request": random_json(rng)}
-    if rng.random() < 0.1:
-        request = {"id": rng.randrange(1000), "close": True}
-    return frame(request)
+        message[rng.randrange(len(message))] = rng.randrange(256)
+    elif kind == 1:
+        struct.pack_into(">I", message, 0, rng.choice([0, 15, 17, 2**31, 2**32 - 1]))
+    elif kind == 2:  # a truncated header block of some type, CRCs right
+        header_type = rng.randrange(12)
+        block = b"\x01a" + bytes([header_type]) + rng.randbytes(rng.randrange(3))
+        return _reframe_raw(block)
+    elif kind == 3:
+        return reframe(bytes(message), **{":message-type": rng.choice([8, 99, -1, 5, 4])})
+    elif kind == 4:
+        return reframe(bytes(message), **{":stream-id": rng.choice([0, stream_id + 2, -3])})
+    elif kind == 5:
+        del message[rng.randrange(12, len(message)):]
+        return bytes(message) + rng.randbytes(rng.randrange(8))
+    elif kind == 6:
+        return rng.randbytes(rng.randrange(12, 64))
+    else:  # a flipped byte with both CRCs made right again
+        message[rng.randrange(12, len(message) - 4)] ^= 1 << rng.randrange(8)
+        struct.pack_into(">I", message, len(message) - 4, zlib.crc32(message[:-4]))
+    return bytes(message)
 
 
-async def test_ten_thousand_fuzzed_frames_leave_the_server_serving(
+def _reframe_raw(block: bytes) -> bytes:
+    prelude = struct.pack(">II", len(block) + 16, len(block))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    return prelude + block + struct.pack(">I", zlib.crc32(prelude + block))
+
+
+async def test_ten_thousand_fuzzed_messages_leave_the_server_serving(
         server: IpcServer, service: IpcService, caplog: pytest.LogCaptureFixture) -> None:
-    rng = random.Random(20261125)
+    rng = random.Random(20261204)
     watcher = await client_for(server, PUB)
+    sdk = SdkRoundTrips(server.environment(PUB))
+    if sdk.available:
+        sdk.start()
     async with watcher:
         stream = await watcher.subscribe_to_topic("health/check")
         token = service.register_component(SUB)
         sent = 0
         round_number = 0
         while sent < 10_000:
-            hostile = rng.random() < 0.3
-            batch = [random_frame(rng) if hostile else random_request(rng) for _ in range(50)]
+            hostile = rng.random() < 0.5
+            batch = [random_message(rng, i) if hostile and rng.random() < 0.3
+                     else random_request(rng, i) for i in range(1, 51)]
             sent += len(batch)
-            prefix = b""
-            if rng.random() < 0.8:
-                prefix = frame({"id": 0, "op": "Connect", "request": {"authToken": token}})
-            await raw_exchange_quick(server, prefix + b"".join(batch))
+            prefix = connect_msg(token) if rng.random() < 0.8 else b""
+            # half the time after CONNECT_ACK (requests then are answered as they are read)
+            await raw_exchange_quick(server, prefix, b"".join(batch), rng.random() < 0.5)
             round_number += 1
             if round_number % 20 == 0:
                 await watcher.publish_to_topic("health/check", {"round": round_number})
                 assert (await stream.receive()).payload == {"round": round_number}
         assert await watcher.get_configuration(["model", "name"]) == {"name": "mobilenet"}
+        during = sdk.count
+        if sdk.available:
+            await anyio.to_thread.run_sync(sdk.stop)
+    # a legitimate SDK client kept its round trips during the fuzzing and after it
+    if sdk.available:
+        assert during > 10 and sdk.count > during and sdk.error is None, sdk.error
     # Every fuzzed request was answered by validation, none by a crash in a handler.
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     stats = server.statistics()
@@ -222,18 +339,65 @@ async def test_ten_thousand_fuzzed_frames_leave_the_server_serving(
             await anyio.sleep(0.01)
 
 
-SENTINEL = frame({"id": 424242, "op": "GetConfiguration", "request": {}})
+class SdkRoundTrips:
+    """The AWS IoT Device SDK's V2 client publishing in a thread until stopped."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import importlib.util
+        import threading
+
+        self.available = importlib.util.find_spec("awsiot") is not None
+        self.env = env
+        self.count = 0
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        from awsiot import greengrasscoreipc
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+        from awsiot.greengrasscoreipc.model import JsonMessage, PublishMessage
+
+        try:
+            client = GreengrassCoreIPCClientV2(greengrasscoreipc.connect(
+                ipc_socket=self.env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
+                authtoken=self.env["SVCUID"]))
+            message = PublishMessage(json_message=JsonMessage(message={"sdk": True}))
+            while True:
+                client.publish_to_topic(topic="sdk/round/trip", publish_message=message)
+                self.count += 1
+                if self.stopping.is_set():
+                    break
+            stop_at = self.count + 10  # and some more after the fuzzing
+            while self.count < stop_at:
+                client.publish_to_topic(topic="sdk/round/trip", publish_message=message)
+                self.count += 1
+            client.close()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(30)
 
 
-async def raw_exchange_quick(server: IpcServer, data: bytes) -> None:
-    """Send, then read until the server answered the sentinel request or closed."""
+async def raw_exchange_quick(server: IpcServer, prefix: bytes, data: bytes,
+                             wait_ack: bool) -> None:
+    """Send, then read until the server closed or went quiet for a moment."""
     async with await anyio.connect_unix(str(server.path)) as stream:
         try:
-            await stream.send(data + SENTINEL)
-            received = b""
-            with anyio.fail_after(5):
-                while b'"id":424242' not in received:
-                    received += await stream.receive()
+            if wait_ack and prefix:
+                await stream.send(prefix)
+                with anyio.move_on_after(1):
+                    await stream.receive()
+                prefix = b""
+            await stream.send(prefix + data)
+            with anyio.move_on_after(0.05):
+                while True:
+                    await stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             pass
 
@@ -304,23 +468,25 @@ async def test_state_deferral_and_registered_operations(server: IpcServer,
                                                         service: IpcService) -> None:
     states: list[tuple[str, str]] = []
     service.on_state(lambda component, state: states.append((component, state)))
+    deferrals: list[Deferral] = []
+    service.on_deferral(deferrals.append)
 
     async def list_components(ctx: CallContext, request: dict[str, Any]) -> dict[str, Any]:
         return {"components": [{"componentName": ctx.component, "state": "RUNNING"}]}
 
-    service.register_operation("ListComponents", list_components)
+    service.register_operation("ListThings", list_components)
     client = await client_for(server, PUB)
     async with client:
         await client.update_state("RUNNING")
         with pytest.raises(InvalidArgumentsError, match="state must be"):
             await client.update_state("BROKEN")
         await client.defer_component_update("deployment-7", "busy inferring", 60_000)
-        listing = await client.call("ListComponents", {})
-        with pytest.raises(InvalidArgumentsError, match="unknown IPC operation"):
+        listing = await client.call("ListThings", {})
+        with pytest.raises(ServiceError, match="RestartComponent is not supported"):
             await client.call("RestartComponent", {})
     assert states == [(PUB, "RUNNING")]
-    assert service.deferrals[0].deployment_id == "deployment-7"
-    assert service.deferrals[0].recheck_after_ms == 60_000
+    assert [(d.deployment_id, d.recheck_after_ms) for d in deferrals] == [
+        ("deployment-7", 60_000)]
     assert listing == {"components": [{"componentName": PUB, "state": "RUNNING"}]}
 
 
@@ -368,15 +534,14 @@ async def test_a_subscriber_process_that_stops_reading_stalls_no_one(
         server: IpcServer, service: IpcService) -> None:
     token = service.register_component(SUB)
     async with await anyio.connect_unix(str(server.path)) as stuck:
-        await stuck.send(frame({"id": 0, "op": "Connect", "request": {"authToken": token}})
-                         + frame({"id": 1, "op": "SubscribeToTopic",
-                                  "request": {"topic": "ml/frames"}}))
+        await stuck.send(connect_msg(token) + request_msg(1, "SubscribeToTopic",
+                                                          {"topic": "ml/frames"}))
         # ... and never reads again.
         publisher = await client_for(server, PUB)
         reader = await client_for(server, SUB)
         async with publisher, reader:
             stream = await reader.subscribe_to_topic("ml/frames")
-            blob = "x" * 2048
+            blob = "x" * 4096
             received = 0
             for i in range(3000):
                 await publisher.publish_to_topic("ml/frames", {"i": i, "blob": blob})
@@ -385,5 +550,34 @@ async def test_a_subscriber_process_that_stops_reading_stalls_no_one(
                 while received < 3000:
                     await stream.wait()
                     received += len(stream.drain())
+            stats = server.statistics()
     assert received == 3000
-    assert service.broker.statistics().dropped > 0  # the stuck one's queue, bounded
+    # the stuck one's events beyond its output budget were dropped and counted
+    assert stats.dropped_events > 0
+    assert stats.output_bytes <= server.limits.output_per_connection
+
+
+KILLED = """
+import os, signal, sys
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+ipc = GreengrassCoreIPCClientV2()
+for i in range(5):
+    ipc.subscribe_to_topic(topic=f"ml/stream/{i}", on_stream_event=print)
+print("subscribed", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+async def test_a_component_killed_mid_stream_leaves_no_subscriptions(
+        server: IpcServer, service: IpcService) -> None:
+    pytest.importorskip("awsiot", reason="awsiotsdk is not installed")
+    before = service.broker.statistics().subscriptions
+    env = {**os.environ, **server.environment(SUB)}
+    result = await anyio.run_process([sys.executable, "-c", KILLED], env=env, check=False)
+    assert result.returncode == -9 and b"subscribed" in result.stdout, result.stderr
+    with anyio.fail_after(5):
+        while service.broker.statistics().subscriptions != before:
+            await anyio.sleep(0.01)
+    with anyio.fail_after(5):
+        while server.statistics().connections:
+            await anyio.sleep(0.01)

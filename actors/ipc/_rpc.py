@@ -1,0 +1,105 @@
+"""Eventstream RPC, the layer above the codec that both the server and the client speak.
+
+Every message carries ``:message-type``, ``:message-flags`` and ``:stream-id``
+(int32). Stream 0 carries the connection's own messages (CONNECT, CONNECT_ACK,
+PING, PING_RESPONSE, PROTOCOL_ERROR, INTERNAL_ERROR); a stream above 0 one
+operation's APPLICATION_MESSAGE / APPLICATION_ERROR, the first of which names
+the ``operation``. Payloads are JSON with a ``:content-type`` and the
+``service-model-type`` of the shape (see :mod:`._model`).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+import orjson
+
+from ._eventstream import encode, encode_headers
+
+APPLICATION_MESSAGE = 0
+APPLICATION_ERROR = 1
+PING = 2
+PING_RESPONSE = 3
+CONNECT = 4
+CONNECT_ACK = 5
+PROTOCOL_ERROR = 6
+INTERNAL_ERROR = 7
+MESSAGE_TYPES = ("APPLICATION_MESSAGE", "APPLICATION_ERROR", "PING", "PING_RESPONSE",
+                 "CONNECT", "CONNECT_ACK", "PROTOCOL_ERROR", "INTERNAL_ERROR")
+
+CONNECTION_ACCEPTED = 1
+TERMINATE_STREAM = 2
+
+VERSION = "0.1.0"
+CONTENT_TYPE = "application/json"
+
+_I32 = struct.Struct(">i")
+_TYPE = b"\x0d:message-type\x04"
+_FLAGS = b"\x0e:message-flags\x04"
+_STREAM = b"\x0a:stream-id\x04"
+
+
+def _rpc(message_type: int, flags: int, stream_id: int) -> bytes:
+    return (_TYPE + _I32.pack(message_type) + _FLAGS + _I32.pack(flags) + _STREAM
+            + _I32.pack(stream_id))
+
+
+@functools.lru_cache(maxsize=512)
+def shape_headers(shape: str) -> bytes:
+    """The ``:content-type`` and ``service-model-type`` headers of ``shape``."""
+    return encode_headers({":content-type": CONTENT_TYPE, "service-model-type": shape})
+
+
+@functools.lru_cache(maxsize=256)
+def operation_header(full_name: str) -> bytes:
+    return encode_headers({"operation": full_name})
+
+
+def message(message_type: int, stream_id: int, payload: bytes = b"", flags: int = 0,
+            extra: bytes = b"") -> bytes:
+    """One RPC message; ``extra`` is a header block (e.g. :func:`shape_headers`)."""
+    return encode(_rpc(message_type, flags, stream_id) + extra, payload)
+
+
+def application(stream_id: int, shape: str, body: Any, flags: int = 0,
+                operation: str | None = None) -> bytes:
+    """An APPLICATION_MESSAGE carrying ``body`` (JSON) as ``shape``."""
+    extra = shape_headers(shape)
+    if operation is not None:
+        extra = operation_header(operation) + extra
+    return encode(_rpc(APPLICATION_MESSAGE, flags, stream_id) + extra, orjson.dumps(body))
+
+
+def error(stream_id: int, shape: str, text: str) -> bytes:
+    """An APPLICATION_ERROR (ending the stream) of error shape ``shape``."""
+    return encode(_rpc(APPLICATION_ERROR, TERMINATE_STREAM, stream_id) + shape_headers(shape),
+                  orjson.dumps({"message": text}))
+
+
+def connection_error(message_type: int, text: str) -> bytes:
+    """A PROTOCOL_ERROR or INTERNAL_ERROR on stream 0 (the connection closes after it)."""
+    return encode(_rpc(message_type, 0, 0) + shape_headers("aws.greengrass#ServiceError"),
+                  orjson.dumps({"message": text}))
+
+
+def connect(token: str) -> bytes:
+    """The client's CONNECT, as the SDK sends it."""
+    return encode(_rpc(CONNECT, 0, 0) + encode_headers({":version": VERSION}),
+                  orjson.dumps({"authToken": token}))
+
+
+def rpc_fields(headers: dict[str, Any]) -> tuple[int, int, int]:
+    """``(message type, flags, stream id)``; ValueError when one is missing or not int32."""
+    try:
+        message_type = headers[":message-type"]
+        flags = headers[":message-flags"]
+        stream_id = headers[":stream-id"]
+    except KeyError as exc:
+        raise ValueError(f"the message has no {exc.args[0]} header") from None
+    for name, value in ((":message-type", message_type), (":message-flags", flags),
+                        (":stream-id", stream_id)):
+        if type(value) is not int:
+            raise ValueError(f"the {name} header must be an int32, got {value!r}")
+    return message_type, flags, stream_id
