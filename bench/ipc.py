@@ -15,9 +15,11 @@ Every server runs in a child process (as mosquitto is a process of its own).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -217,7 +219,9 @@ def build(settings: Settings) -> list[Case]:
         raise Skip("awsiotsdk is not installed (pip install awsiotsdk)") from exc
     n = settings.pick(5_000, 500)
     samples = settings.pick(7, 2)
-    legacy = export_legacy(Path(tempfile.mkdtemp(prefix="bench-ipc-legacy-")))
+    folder = tempfile.mkdtemp(prefix="bench-ipc-legacy-")
+    atexit.register(shutil.rmtree, folder, True)
+    legacy = export_legacy(Path(folder))
     current = str(REPO)
     cases = [
         Case(name=f"SDK publish_to_topic round trips, {n} one at a time",
