@@ -224,6 +224,41 @@ def decode_headers(data: bytes, where: str = "message") -> dict[str, Any]:
     return headers
 
 
+_STREAM_ID = b"\x0a:stream-id\x04"
+_BLOCKS: dict[bytes, dict[str, Any]] = {}
+
+
+def decode_rpc_headers(block: bytes) -> dict[str, Any]:
+    """:func:`decode_headers`, remembering blocks that differ only in their
+    ``:stream-id`` (RPC requests repeat their headers but for the stream id)."""
+    at = block.find(_STREAM_ID)
+    value = at + len(_STREAM_ID)
+    if at < 0 or value + 4 > len(block):
+        return decode_headers(block)
+    key = block[:value] + b"\0\0\0\0" + block[value + 4:]
+    cached = _BLOCKS.get(key)
+    if cached is not None:
+        headers = cached.copy()
+        headers[":stream-id"] = _I32.unpack_from(block, value)[0]
+        return headers
+    headers = decode_headers(block)
+    # Remembered only when the match was the header itself, not bytes inside a
+    # value: then the block with those 4 bytes zeroed decodes to the same headers
+    # but for a stream id of 0.
+    try:
+        zeroed = decode_headers(key)
+    except EventStreamError:
+        return headers
+    # (a nonzero id that zeroing those bytes turned to 0: they are the id in effect)
+    sent = _I32.unpack_from(block, value)[0]
+    if sent != 0 and headers.get(":stream-id") == sent and zeroed.get(":stream-id") == 0 \
+            and zeroed == {**headers, ":stream-id": 0}:
+        if len(_BLOCKS) >= 256:
+            _BLOCKS.clear()
+        _BLOCKS[key] = zeroed
+    return headers
+
+
 def check_prelude(total: int, headers_len: int, crc: int, prelude: bytes | memoryview,
                   max_message: int) -> None:
     if _crc32(prelude) != crc:
@@ -260,7 +295,7 @@ def _body(data: bytes, pos: int, total: int, headers_len: int
         raise EventStreamError(f"message CRC mismatch (0x{crc:08x} sent, 0x{computed:08x} "
                                f"computed)")
     start = pos + PRELUDE
-    headers = decode_headers(data[start:start + headers_len]) if headers_len else {}
+    headers = decode_rpc_headers(data[start:start + headers_len]) if headers_len else {}
     return headers, data[start + headers_len:end]
 
 

@@ -210,3 +210,24 @@ def test_mutated_messages_decode_or_raise_eventstream_error(
         pass
     decoder.feed(bytes(raw))
     assert decoder.error is None or isinstance(decoder.error, EventStreamError)
+
+
+def test_repeated_rpc_header_blocks_decode_like_fresh_ones() -> None:
+    """Blocks that differ only in :stream-id are remembered; look-alikes are not fooled."""
+    from actors.ipc._eventstream import _BLOCKS
+
+    _BLOCKS.clear()
+    base = {":message-type": 0, ":message-flags": 0}
+    for stream_id in (1, 2, 3):
+        assert decode(encode({**base, ":stream-id": stream_id, "operation": "x"}))[0][
+            ":stream-id"] == stream_id
+    assert len(_BLOCKS) == 1
+    # a later duplicate (another case) wins, cached or not
+    tricky = encode({**base, ":stream-id": 5, ":STREAM-ID": Int64(9)})
+    assert decode(tricky)[0][":stream-id"] == 9
+    assert decode(encode({**base, ":stream-id": 6, ":STREAM-ID": Int64(9)}))[0][
+        ":stream-id"] == 9
+    # the pattern inside a string value is not a header
+    inside = encode({"note": "\n:stream-id\x04\x00\x00\x00\x07 tail", ":stream-id": 3})
+    assert decode(inside)[0] == {"note": "\n:stream-id\x04\x00\x00\x00\x07 tail",
+                                 ":stream-id": 3}
