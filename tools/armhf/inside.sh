@@ -46,6 +46,13 @@ print(f"imported edge-actors from {actors.__file__} on {platform.machine()}: num
       f"{numpy.__version__}, Pillow {PIL.__version__}, extension SIMD level {ext.simd_level()}")
 PY
 "$PY" -m actors --help >/dev/null
+# The runtime starts and deploys a component without any ML runtime installed.
+say "edge-actors run: a local deployment of com.example.HelloWorld"
+rm -rf /tmp/edge-actors-smoke
+"$PY" -m actors run --root /tmp/edge-actors-smoke --recipeDir /work/src/recipes \
+    --artifactDir /work/src/recipes/artifacts --merge com.example.HelloWorld=1.0.0 \
+    --exit-when-done 2>&1 | tee /tmp/edge-actors-smoke.log | grep -E "SUCCEEDED|Hello" \
+    || { cat /tmp/edge-actors-smoke.log >&2; say "error: the local deployment failed"; exit 1; }
 
 # The platform-sensitive tests, against the installed wheel (no actors/ in /work/tests).
 cd /work/tests

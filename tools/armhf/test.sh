@@ -21,6 +21,11 @@ say() { printf 'arm-test: %s\n' "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { say "error: run as root (chroot, mounts): sudo make arm-test"; exit 1; }
 started=$(date +%s)
+# One run at a time per environment (a CI run and a developer's may meet).
+LOCK=${ARMHF_ROOT:-/var/cache/edge-actors/armhf}.lock
+mkdir -p "$(dirname "$LOCK")"
+exec 9>"$LOCK"
+flock -w 7200 9 || { say "error: $LOCK stayed locked for 2 hours"; exit 1; }
 ROOT=$("$CLONE/tools/armhf/env.sh" | tail -n 1)
 say "environment ready after $(( $(date +%s) - started )) s: $ROOT"
 
