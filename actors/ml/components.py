@@ -58,7 +58,7 @@ from ._priority import DEFAULT_NICE
 from .camera import DEFAULT_SOURCE, FrameSource, open_camera
 from .models import load_manifest
 from .requests import Infer
-from .runtimes import RunnerOptions
+from .runtimes import RunnerOptions, RuntimeUnavailable
 from .tasks import (
     ImageError,
     Prediction,
@@ -362,7 +362,12 @@ async def _serve(ctx: ComponentContext, default_topic: str,
             settings = _settings(ctx, default_topic)
             folder = _model_folder(ctx)
             async with AsyncExitStack() as stack:
-                loaded = await load(folder, settings, stack)
+                try:
+                    loaded = await load(folder, settings, stack)
+                except RuntimeUnavailable as exc:
+                    # The runtime itself runs without any ML runtime (armv7l has no wheel
+                    # for one): each inference component says what it lacks.
+                    raise RuntimeUnavailable(f"{ctx.name} cannot load its model: {exc}") from exc
                 camera = None
                 if settings.camera is not None:
                     camera = await anyio.to_thread.run_sync(open_camera, settings.camera)
@@ -515,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = classification if args.task == "classification" else detection
     try:
         run(entry, ctx)
-    except InferenceConfigError as exc:
+    except (InferenceConfigError, RuntimeUnavailable) as exc:
         print(exc, file=sys.stderr)
         return 2
     return 0

@@ -4,6 +4,7 @@ from the project's recipes and staged artifacts, with real models and images."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,82 @@ def test_the_recipe_script_runs_the_same_code_as_a_process(staged: Path, tmp_pat
     published = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert published[0]["topic"] == "ml/dlr/image-classification"
     assert "cat" in published[0]["payload"]["inference-results"][0]["Label"]
+
+
+# A sitecustomize that makes the ML runtimes unimportable in a real subprocess, as on
+# armv7l, where PyPI has no wheel for ONNX Runtime or DLR (with libdlr).
+NO_ML_RUNTIME = """
+import importlib.abc, importlib.machinery, sys
+
+class _Absent(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("onnxruntime", "dlr"):
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ModuleNotFoundError(f"No module named {module.__name__!r}", name=module.__name__)
+
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+def without_ml_runtime(tmp_path: Path) -> dict[str, str]:
+    """The environment of a subprocess that cannot import onnxruntime or dlr."""
+    site = tmp_path / "no-ml-runtime"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_ML_RUNTIME)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def test_the_runtime_starts_and_deploys_without_any_ml_runtime(tmp_path: Path) -> None:
+    env = without_ml_runtime(tmp_path)
+    probe = subprocess.run([sys.executable, "-c", "import onnxruntime"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 1 and "No module named 'onnxruntime'" in probe.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "actors", "run", "--root", str(tmp_path / "root"),
+         "--recipeDir", str(REPO / "recipes"), "--artifactDir", str(REPO / "recipes" / "artifacts"),
+         "--merge", "com.example.HelloWorld=1.0.0", "--exit-when-done"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Hello, world" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("task", "runtime", "lacks"), [
+    ("classification", "onnxruntime", "ONNX Runtime (onnxruntime) is not installed: install it "
+                                      "into the Python that runs edge-actors (pip install "
+                                      "'edge-actors[onnxruntime]')"),
+    ("classification", "dlr", "DLR is not installed for x86_64 linux: install the variant.DLR "
+                              "component (pip install dlr==1.6.0"),
+    ("detection", "onnxruntime", "ONNX Runtime (onnxruntime) is not installed"),
+])
+def test_an_inference_component_without_its_runtime_says_which_and_how_to_get_it(
+        staged: Path, tmp_path: Path, task: str, runtime: str, lacks: str) -> None:
+    import platform
+    import zipfile
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the advice expected here is x86_64's")
+    store, folder = (("variant.ONNX.ImageClassification.ModelStore",
+                      "ONNX-mobilenet_v2-ImageClassification") if task == "classification" else
+                     ("variant.ONNX.FaceDetection.ModelStore", "ONNX-mtcnn-FaceDetection"))
+    models = tmp_path / "models"
+    with zipfile.ZipFile(staged / store / "1.0.0" / f"{folder}.zip") as archive:
+        archive.extractall(models / folder)
+    config = {"ImageDirectory": str(tmp_path), "InferenceInterval": 0, "Runtime": runtime,
+              "ModelResourceKey": {"model": folder}}
+    name = CLASSIFY if task == "classification" else DETECT
+    done = subprocess.run(
+        [sys.executable, "-m", "actors.ml.components", task, "--name", name, "--config",
+         json.dumps(config), "--models", str(models), "--work", str(tmp_path)],
+        env=without_ml_runtime(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith(f"{name} cannot load its model: {lacks}"), done.stderr
 
 
 async def test_artifact_progress_is_reported_and_published(tmp_path: Path, staged: Path) -> None:

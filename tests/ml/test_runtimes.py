@@ -26,6 +26,12 @@ from actors.ml.runtimes import (
 pytest_plugins = ["tests.ml._model_fixtures"]
 pytestmark = pytest.mark.anyio
 
+ORT = __import__("importlib.util").util.find_spec("onnxruntime") is not None
+# PyPI has no onnxruntime wheel for armv7l: there these tests cannot apply.
+ort_installed = pytest.mark.skipif(
+    not ORT, reason="ONNX Runtime is not installed (pip install 'edge-actors[onnxruntime]'; "
+                    "no wheel for armv7l)")
+
 dlr_installed = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("dlr") is None,
     reason="DLR (pip install dlr==1.6.0, x86_64 Linux) is not installed")
@@ -145,6 +151,7 @@ def test_dlr_load_errors_name_the_folder(tmp_path: Path, onnx_twin: Path) -> Non
         load_runner(tmp_path, "dlr")
 
 
+@ort_installed
 def test_onnx_load_errors_and_unknown_runtimes(tmp_path: Path) -> None:
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="bad.onnx"):
@@ -153,6 +160,7 @@ def test_onnx_load_errors_and_unknown_runtimes(tmp_path: Path) -> None:
         load_runner(tmp_path / "bad.onnx", "tflite")
 
 
+@ort_installed
 async def test_model_runs_leave_the_event_loop_free(mobilenet: ModelManifest) -> None:
     runner: Runner = await open_runner(mobilenet.path(), "onnxruntime",
                                        RunnerOptions(threads=1, concurrency=2))
@@ -183,3 +191,27 @@ async def test_model_runs_leave_the_event_loop_free(mobilenet: ModelManifest) ->
     for r in results[1:]:
         np.testing.assert_allclose(r["logits"], results[0]["logits"], rtol=1e-5, atol=1e-5)
     assert runner.statistics().runs == 4
+
+
+def test_the_onnx_runtime_advice_fits_the_machine() -> None:
+    from actors.ml.runtimes.ort import how_to_install
+
+    assert "pip install 'edge-actors[onnxruntime]'" in how_to_install("x86_64")
+    assert "pip install 'edge-actors[onnxruntime]'" in how_to_install("aarch64")
+    # No wheel to pip install on a Raspberry Pi: the advice says so instead.
+    arm = how_to_install("armv7l")
+    assert arm.startswith("PyPI has no onnxruntime wheel for armv7l: build ONNX Runtime")
+    assert "pip install" not in arm
+
+
+@pytest.mark.skipif(ORT, reason="ONNX Runtime is installed here")
+def test_without_onnx_runtime_loading_says_what_to_do(tmp_path: Path) -> None:
+    # Where onnxruntime is absent (armv7l, under make arm-test) the runner says so, with
+    # the advice for this machine, rather than an ImportError from deep inside.
+    from actors.ml.runtimes import RuntimeUnavailable
+    from actors.ml.runtimes.ort import how_to_install
+
+    (tmp_path / "model.onnx").write_bytes(b"not read")
+    with pytest.raises(RuntimeUnavailable) as info:
+        load_runner(tmp_path / "model.onnx")
+    assert str(info.value) == f"ONNX Runtime (onnxruntime) is not installed: {how_to_install()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,22 @@ _DTYPES = {
     "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
     "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
 }
+
+
+#: The Linux machines PyPI has onnxruntime wheels for (none for armv7l).
+WHEEL_MACHINES = ("x86_64", "aarch64")
+
+
+def how_to_install(machine: str | None = None) -> str:
+    """What to do when ONNX Runtime cannot be imported on ``machine`` (default: this one)."""
+    machine = machine or platform.machine()
+    if machine in WHEEL_MACHINES:
+        return ("install it into the Python that runs edge-actors (pip install "
+                "'edge-actors[onnxruntime]'), or deploy variant.ONNXRuntime with UseInstaller "
+                "\"true\"; or use the DLR runtime (Runtime: dlr, variant.DLR)")
+    return (f"PyPI has no onnxruntime wheel for {machine}: build ONNX Runtime for this board "
+            "from source and install its wheel into the Python that runs edge-actors, or run "
+            "this component on an x86_64 or aarch64 device")
 
 
 def _info(arg: Any) -> TensorInfo:
@@ -37,8 +54,7 @@ class OnnxRunner(Runner):
             import onnxruntime as ort  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ImportError as e:
             raise RuntimeUnavailable(
-                "ONNX Runtime is not installed: install the variant.ONNXRuntime component "
-                "(pip install onnxruntime) or use the DLR runtime") from e
+                f"ONNX Runtime (onnxruntime) is not installed: {how_to_install()}") from e
         self.path = Path(path)
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads
