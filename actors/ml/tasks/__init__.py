@@ -33,7 +33,9 @@ async def open_classifier(manifest: ModelManifest, runtime: str = "onnxruntime",
                           options: RunnerOptions | None = None, *, top_k: int = TOP_K,
                           threshold: float = THRESHOLD) -> Classifier:
     """Load a classification model folder's model and labels (off the event loop)."""
-    path = manifest.folder if runtime == "dlr" else manifest.path("model")
+    # A compiled folder (format dlr) keeps the DLR files in its "model" subfolder.
+    path = manifest.folder if runtime == "dlr" and manifest.format != "dlr" \
+        else manifest.path("model")
     runner = await open_runner(path, runtime, options)
     return Classifier(runner, manifest, top_k=top_k, threshold=threshold)
 

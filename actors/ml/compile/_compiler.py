@@ -1,0 +1,166 @@
+"""Compile an ONNX model into a DLR model folder (model.so, model.json, model.params)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..models import MANIFEST, ModelManifest, load_manifest, tvm_params
+from ._codegen import emit, graph_json
+from ._errors import CompileError, ToolchainMissing
+from ._ir import load_program
+
+KERNELS = Path(__file__).parent / "kernels"
+COMPILER_VERSION = "1"
+_KEY_FILE = ".compile-key"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A platform the library is built for: its Greengrass name and the gcc that builds it."""
+
+    name: str  # x86_64, armv7l
+    cc: str
+    flags: tuple[str, ...]
+    apt: str  # the Debian package of the compiler
+
+
+TARGETS = {
+    "x86_64": Target("x86_64", "gcc", ("-march=x86-64", "-mtune=generic"), "gcc"),
+    "armv7l": Target("armv7l", "arm-linux-gnueabihf-gcc",
+                     ("-march=armv7-a", "-mfpu=neon", "-mfloat-abi=hard"),
+                     "gcc-arm-linux-gnueabihf"),
+}
+HOST = os.uname().machine
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled model folder and what it took."""
+
+    folder: Path
+    functions: int
+    params: int
+    seconds: float
+    cached: bool
+
+
+def kernel_sources() -> list[Path]:
+    return sorted(p for p in KERNELS.iterdir() if p.suffix in (".c", ".h"))
+
+
+def _key(onnx_path: Path, target: Target, input_shapes: Mapping[str, Sequence[int]] | None,
+         batch: int) -> str:
+    digest = hashlib.sha256(COMPILER_VERSION.encode())
+    digest.update(onnx_path.read_bytes())
+    for src in [*kernel_sources(), *sorted(Path(__file__).parent.glob("_*.py"))]:
+        digest.update(src.name.encode())
+        digest.update(src.read_bytes())
+    digest.update(repr((target, sorted((input_shapes or {}).items()), batch)).encode())
+    return digest.hexdigest()
+
+
+def find_compiler(target: Target) -> str:
+    path = shutil.which(target.cc)
+    if path is None:
+        raise ToolchainMissing(
+            f"{target.cc} is not installed: it builds the {target.name} model library "
+            f"(apt-get install {target.apt})")
+    return path
+
+
+def compile_onnx(onnx_path: str | Path, out: str | Path, *, target: str = HOST,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None, batch: int = 1,
+                 force: bool = False, keep_source: bool = False) -> Compiled:
+    """Compile ``onnx_path`` into the DLR folder ``out`` for ``target`` (x86_64, armv7l).
+
+    Skips the work when ``out`` holds a build of the same model, kernels and options.
+    The folder appears whole or not at all. Raises CompileError (naming the operator and
+    node) for what cannot be compiled, ToolchainMissing when the target's gcc is absent.
+    """
+    onnx_path, out = Path(onnx_path), Path(out)
+    if target not in TARGETS:
+        raise CompileError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+    tgt = TARGETS[target]
+    if not onnx_path.is_file():
+        raise CompileError(f"{onnx_path}: no such ONNX file")
+    key = _key(onnx_path, tgt, input_shapes, batch)
+    key_file = out / _KEY_FILE
+    if not force and key_file.is_file() and key_file.read_text() == key:
+        return Compiled(out, 0, 0, 0.0, True)
+    started = time.perf_counter()
+    cc = find_compiler(tgt)
+    program = load_program(onnx_path, input_shapes, batch)
+    emitted = emit(program)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        source = work / "model.c"
+        source.write_text(emitted.source)
+        command = [cc, "-O3", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-math-errno",
+                   "-Wno-psabi", "-std=gnu11", *tgt.flags, f"-I{KERNELS}", "-o",
+                   str(work / "model.so"), str(source), "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise CompileError(f"{onnx_path}: {tgt.cc} failed to build the model library:\n"
+                               f"{done.stderr[-4000:]}")
+        if not keep_source:
+            source.unlink()
+        (work / "model.json").write_text(graph_json(emitted.graph))
+        # DLR reads output names (and Neo's input descriptions) from a .meta file.
+        meta = {"Model": {
+            "Inputs": [{"name": n, "shape": list(program.shapes[n]), "dtype": "float32"}
+                       for n in program.inputs],
+            "Outputs": [{"name": n, "shape": list(program.shapes[n]), "dtype": "float32"}
+                        for n in program.output_names]},
+            "Compiler": {"name": "edge-actors compile", "version": COMPILER_VERSION,
+                         "target": tgt.name, "source": onnx_path.name}}
+        (work / "model.meta").write_text(json.dumps(meta, indent=1))
+        tvm_params.save(work / "model.params", emitted.params)
+        (work / _KEY_FILE).write_text(key)
+        work.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Compiled(out, len(emitted.functions), len(emitted.params),
+                    time.perf_counter() - started, False)
+
+
+def compile_model_folder(source: str | Path, out: str | Path, *, target: str = HOST,
+                         batch: int = 1, force: bool = False) -> ModelManifest:
+    """Compile a built ONNX model folder (``edge-model.json`` + ONNX files) into a DLR one.
+
+    Each model file becomes a DLR folder of the same role name beside the manifest
+    (``model/`` for a classifier): libdlr refuses a folder with a second ``*.json``, so
+    the manifest cannot share the DLR files' folder. Labels are copied. Returns the new
+    folder's manifest (format ``dlr``).
+    """
+    src = load_manifest(source)
+    if src.format != "onnx":
+        raise CompileError(f"{src.folder}: a {src.format!r} model folder; compile takes the "
+                           "ONNX folders `python -m actors.ml.models build` makes")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for role in src.files:
+        compile_onnx(src.path(role), out / role, target=target, batch=batch, force=force)
+        files[role] = role
+    if src.labels:
+        shutil.copyfile(src.folder / src.labels, out / src.labels)
+    manifest = replace(src, format="dlr", files=files, folder=out,
+                       source=f"{src.source}; compiled by edge-actors compile for {target}")
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_bytes(manifest.to_json())
+    tmp.replace(out / MANIFEST)
+    return manifest

@@ -1,0 +1,200 @@
+"""``edge-actors compile``: ONNX models into DLR folders that libdlr 1.6.0 runs.
+
+Tolerance: against ONNX Runtime on the same input, the logits (magnitudes up to
+~20) differ by at most 1e-3 absolute, and the top-5 classes are the same; on
+random inputs the MTCNN outputs differ by at most 1e-4.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from actors.ml.compile import CompileError, compile_onnx
+from actors.ml.models import ModelManifest
+from actors.ml.runtimes import RunnerOptions, load_runner
+from actors.ml.tasks._image import prepare
+
+pytest_plugins = ["tests.ml._model_fixtures", "tests.ml._compile_fixtures"]
+
+dlr_installed = pytest.mark.skipif(
+    importlib.util.find_spec("dlr") is None,
+    reason="DLR (pip install dlr==1.6.0, x86_64 Linux) is not installed")
+CATS = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
+ATOL = 1e-3
+
+
+def _image(path: Path, manifest: ModelManifest) -> np.ndarray:
+    return prepare(path, manifest.preprocess)[None]
+
+
+def _first(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    return next(iter(outputs.values()))
+
+
+@dlr_installed
+@pytest.mark.parametrize("model", ["mobilenet", "efficientnet"])
+def test_dlr_matches_onnx_runtime_on_real_images(model: str, request: pytest.FixtureRequest,
+                                                 chelsea: Path, astronaut: Path,
+                                                 coffee: Path) -> None:
+    source: ModelManifest = request.getfixturevalue(model)
+    compiled: ModelManifest = request.getfixturevalue(f"{model}_dlr")
+    assert compiled.format == "dlr"
+    ort = load_runner(source.path("model"), "onnxruntime", RunnerOptions(threads=1))
+    dlr = load_runner(compiled.path("model"), "dlr", RunnerOptions(threads=1))
+    assert [o.name for o in dlr.outputs] == ["logits"]
+    assert dlr.input.shape == (1, 3, 224, 224)
+    for image in (chelsea, astronaut, coffee):
+        x = _image(image, source)
+        want, got = _first(ort.run_sync(x)), _first(dlr.run_sync(x))
+        assert got.shape == want.shape == (1, 1000)
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+        assert list(np.argsort(got[0])[-5:]) == list(np.argsort(want[0])[-5:])
+    assert int(_first(dlr.run_sync(_image(chelsea, source))).argmax()) in CATS
+
+
+@dlr_installed
+@pytest.mark.anyio
+async def test_chelsea_is_a_cat_through_dlr(mobilenet_dlr: ModelManifest, chelsea: Path) -> None:
+    from actors.ml.tasks import open_classifier
+
+    classifier = await open_classifier(mobilenet_dlr, "dlr", top_k=5, threshold=0.0)
+    assert classifier.runner.runtime == "dlr"
+    predictions = await classifier.classify(chelsea)
+    assert predictions[0].index in CATS and "cat" in predictions[0].label
+
+
+@dlr_installed
+def test_two_threads_give_the_same_answer(mobilenet: ModelManifest,
+                                          mobilenet_dlr: ModelManifest, chelsea: Path) -> None:
+    x = _image(chelsea, mobilenet)
+    one = _first(load_runner(mobilenet_dlr.path("model"), "dlr",
+                             RunnerOptions(threads=1)).run_sync(x))
+    two = _first(load_runner(mobilenet_dlr.path("model"), "dlr",
+                             RunnerOptions(threads=2)).run_sync(x))
+    np.testing.assert_allclose(two, one, atol=1e-5, rtol=0)
+
+
+# Each instruction-set path, chosen at run time, in a process of its own (the choice is made
+# once per loaded library).
+ISA_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    from actors.ml.runtimes import load_runner, RunnerOptions
+    x = np.load(sys.argv[2])
+    r = load_runner(sys.argv[1], "dlr", RunnerOptions(threads=1))
+    np.save(sys.argv[3], next(iter(r.run_sync(x).values())))
+""")
+
+
+@dlr_installed
+@pytest.mark.parametrize("isa", ["portable", "avx2"])
+def test_every_instruction_set_path_gives_the_same_answer(
+        isa: str, mobilenet: ModelManifest, mobilenet_dlr: ModelManifest, chelsea: Path,
+        tmp_path: Path) -> None:
+    x = _image(chelsea, mobilenet)
+    np.save(tmp_path / "x.npy", x)
+    want = _first(load_runner(mobilenet.path("model"), "onnxruntime").run_sync(x))
+    env = {**os.environ, "EDGE_ACTORS_DLR_ISA": isa}
+    subprocess.run([sys.executable, "-c", ISA_SCRIPT, str(mobilenet_dlr.path("model")),
+                    str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], env=env, check=True,
+                   capture_output=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=ATOL, rtol=0)
+
+
+@dlr_installed
+@pytest.mark.parametrize(("role", "shape"), [("pnet", (1, 3, 67, 91)), ("rnet", (1, 3, 24, 24)),
+                                             ("onet", (1, 3, 48, 48))])
+def test_mtcnn_networks_match_onnx_runtime(role: str, shape: tuple[int, ...],
+                                           mtcnn: ModelManifest, dlr_cache: Path) -> None:
+    folder = dlr_cache / f"mtcnn-{role}-{'x'.join(map(str, shape))}"
+    compile_onnx(mtcnn.path(role), folder, input_shapes={"input": shape})
+    ort = load_runner(mtcnn.path(role), "onnxruntime")
+    dlr = load_runner(folder, "dlr")
+    assert [o.name for o in dlr.outputs] == [o.name for o in ort.outputs]
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    want, got = ort.run_sync(x), dlr.run_sync(x)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=0)
+
+
+def test_the_memory_plan_reuses_buffers(mobilenet_dlr: ModelManifest) -> None:
+    graph = json.loads((mobilenet_dlr.path("model") / "model.json").read_text())
+    ops = [i for i, n in enumerate(graph["nodes"]) if n["op"] == "tvm_op"]
+    storage = graph["attrs"]["storage_id"][1]
+    # 54 fused operators (52 convolutions with their BN, ReLU6 and residual adds, pooling,
+    # dense) share a handful of buffers.
+    assert len(ops) == 54
+    assert len({storage[i] for i in ops}) <= 6
+    params = {storage[i] for i, n in enumerate(graph["nodes"]) if n["op"] == "null"}
+    assert not params & {storage[i] for i in ops}
+
+
+def _model(tmp_path: Path, nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto],
+           in_shape: list[int | str], name: str = "m.onnx") -> Path:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, in_shape)], [helper.make_tensor_value_info(
+            nodes[-1].output[0], TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_unsupported_operator_is_named_with_its_node(tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    path = _model(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"], name="stem"),
+                             helper.make_node("Sigmoid", ["c"], ["y"], name="gate_7")],
+                  [w], [1, 3, 8, 8])
+    with pytest.raises(CompileError, match=r"m\.onnx: Sigmoid node 'gate_7' \(#1\): operator "
+                                           r"Sigmoid is not supported"):
+        compile_onnx(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_models_get_clear_errors(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00 not protobuf at all")
+    with pytest.raises(CompileError, match=r"junk\.onnx: not a readable ONNX model"):
+        compile_onnx(junk, tmp_path / "out")
+    with pytest.raises(CompileError, match="no such ONNX file"):
+        compile_onnx(tmp_path / "missing.onnx", tmp_path / "out")
+    # A weight that is computed, not constant; a free spatial size; a grouped convolution.
+    relu = _model(tmp_path, [helper.make_node("Relu", ["x"], ["r"]),
+                             helper.make_node("Conv", ["x", "r"], ["y"], name="c1")],
+                  [], [1, 3, 8, 8], "weights.onnx")
+    with pytest.raises(CompileError, match=r"Conv node 'c1' \(#1\): its weight \('r'\) must be "
+                                           "a constant"):
+        compile_onnx(relu, tmp_path / "out")
+    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")
+    free = _model(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], group=1)], [w],
+                  ["N", 1, "H", "W"], "free.onnx")
+    with pytest.raises(CompileError, match=r"free dimension 2 \(H\).*--input-shape x="):
+        compile_onnx(free, tmp_path / "out")
+    compile_onnx(free, tmp_path / "fixed", input_shapes={"x": (1, 1, 9, 9)})
+    w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    grouped = _model(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"], group=2, name="g")],
+                     [w], [1, 4, 8, 8], "grouped.onnx")
+    with pytest.raises(CompileError, match=r"Conv node 'g' \(#0\): grouped convolution"):
+        compile_onnx(grouped, tmp_path / "out")
+
+
+def test_compiles_are_cached_by_model_and_options(tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "w")
+    path = _model(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"])], [w], ["N", 1, 4, 4])
+    first = compile_onnx(path, tmp_path / "out")
+    assert not first.cached and first.functions == 1
+    assert compile_onnx(path, tmp_path / "out").cached
+    again = compile_onnx(path, tmp_path / "out", batch=2)
+    assert not again.cached
+    graph = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert graph["attrs"]["shape"][1][0] == [2, 1, 4, 4]
