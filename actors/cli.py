@@ -134,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
                         "print each error (file, key path, what is expected) and exit 1.")
     p.add_argument("files", nargs="+", type=Path)
 
+    from .ml.model_cli import add_commands as add_model_commands
+
+    add_model_commands(sub)  # compile, model info|run
+
     bench = sub.add_parser("bench", help="run the benchmark harness (python -m bench)",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -403,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(args.args)
     if args.command == "recipe":
         return _check(args.files)
+    if args.command in ("compile", "model"):
+        from .ml import model_cli
+
+        return (model_cli.compile_command if args.command == "compile"
+                else model_cli.model_command)(args)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run
