@@ -11,7 +11,8 @@ typedef int32_t SUF(vi) __attribute__((vector_size(VW * 4)));
 /* m ? a : b lane by lane (the vector ?: is C++ only). */
 static inline vf SUF(sel)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 
-static inline vf SUF(splat)(float x) { return (vf){0} + x; }
+/* x - 0 folds to x (x + 0 does not: -0 + 0 is +0), so this is a plain broadcast. */
+static inline vf SUF(splat)(float x) { return x - (vf){0}; }
 static inline vf SUF(load)(const float* p) { return *(const vf*)p; }
 static inline void SUF(store)(float* p, vf v) { *(vf*)p = v; }
 
@@ -175,71 +176,123 @@ typedef struct {
   int64_t C, H, W, Ho, Wo; int kh, kw, sh, sw, pt, pl, pb, pr; int act; float lo, hi;
 } SUF(dw_args);
 
-static inline void SUF(dw_row)(const float* pad, int64_t Wp, const float* w, int kh, int kw,
-                               int sw, float* out, int64_t Wo, float b) {
-  for (int64_t ox = 0; ox < Wo; ox++) out[ox] = b;
-  for (int ky = 0; ky < kh; ky++)
-    for (int kx = 0; kx < kw; kx++) {
-      float wv = w[ky * kw + kx];
-      const float* in = pad + ky * Wp + kx;
-      if (sw == 1)
-        for (int64_t ox = 0; ox < Wo; ox++) out[ox] += wv * in[ox];
-      else
-        for (int64_t ox = 0; ox < Wo; ox++) out[ox] += wv * in[ox * 2];
+/* The output rows of one channel from its padded planes; inlined with constant kernel
+ * sizes and strides for the common cases. */
+static inline __attribute__((always_inline)) void SUF(dw_rows)(
+    const float* pad, const vf* wv, vf bias, float* y, float* spill, int64_t Ho, int64_t Wo,
+    int64_t Wv, int64_t Wq, int64_t plane, int sh, int kh, int kw, int sw, int act, float lo,
+    float hi, float s) {
+  for (int64_t oy = 0; oy < Ho; oy++) {
+    float* out = y + oy * Wo;
+    for (int64_t ox = 0; ox < Wv; ox += VW) {
+      vf acc = bias;
+      for (int ky = 0; ky < kh; ky++) {
+        const float* row = pad + (oy * sh + ky) * Wq + ox;
+        for (int kx = 0; kx < kw; kx++)
+          acc += wv[ky * kw + kx] * SUF(load)(row + (kx % sw) * plane + kx / sw);
+      }
+      acc = SUF(vact)(acc, act, lo, hi, s);
+      if (ox + VW <= Wo) {
+        SUF(store)(out + ox, acc);
+      } else {
+        SUF(store)(spill, acc);
+        for (int64_t i = 0; i < Wo - ox; i++) out[ox + i] = spill[i];
+      }
     }
+  }
 }
 
-#define DW_ROW_FIXED(KH, KW, SW)                                                            \
-  static inline void SUF(dw_row_##KH##KW##SW)(const float* pad, int64_t Wp, const float* w,  \
-                                              float* out, int64_t Wo, float b) {             \
-    for (int64_t ox = 0; ox < Wo; ox++) {                                                    \
-      float acc = b;                                                                         \
-      for (int ky = 0; ky < KH; ky++)                                                        \
-        for (int kx = 0; kx < KW; kx++) acc += w[ky * KW + kx] * pad[ky * Wp + ox * SW + kx]; \
-      out[ox] = acc;                                                                         \
-    }                                                                                        \
-  }
-DW_ROW_FIXED(3, 3, 1)
-DW_ROW_FIXED(3, 3, 2)
-DW_ROW_FIXED(5, 5, 1)
-DW_ROW_FIXED(5, 5, 2)
-#undef DW_ROW_FIXED
-
+/* Depthwise, vectorised along the output row: each channel's input is copied into
+ * zero-padded planes (for stride 2, its even and odd columns apart), so that every tap
+ * of a vector of outputs is one contiguous load. Kernels up to 7x7, strides 1 and 2. */
 static void SUF(dw_task)(void* data, int64_t begin, int64_t end) {
   const SUF(dw_args)* d = (const SUF(dw_args)*)data;
-  int64_t Hp = d->H + d->pt + d->pb, Wp = d->W + d->pl + d->pr + VW;
-  float* pad = ea_scratch(1, (size_t)(Hp * Wp));
+  const int kh = d->kh, kw = d->kw, sh = d->sh, sw = d->sw, pt = d->pt, pl = d->pl;
+  const int64_t H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo;
+  const int64_t Wv = (Wo + VW - 1) / VW * VW;
+  const int64_t Hp = (Ho - 1) * sh + kh;
+  const int64_t Wq = Wv + (kw - 1) / sw + 1;
+  float* pad = ea_scratch(1, (size_t)(sw * Hp * Wq + VW));
   if (!pad) return;
-  memset(pad, 0, (size_t)(Hp * Wp) * 4);
+  float* spill = pad + sw * Hp * Wq;
+  vf wv[49];
+  /* The borders stay zero for every channel: only the interior is rewritten. */
+  memset(pad, 0, (size_t)(sw * Hp * Wq) * 4);
+  const int64_t y0 = pt, y1 = H + pt < Hp ? H + pt : Hp;  /* plane rows holding input rows */
+  for (int64_t c = begin; c < end; c++) {
+    const float* x = d->x + c * H * W;
+    if (sw == 1) {
+      const int64_t n = W < Wq - pl ? W : Wq - pl;
+      for (int64_t py = y0; py < y1; py++) {
+        const float* restrict src = x + (py - pt) * W;
+        float* restrict dst = pad + py * Wq + pl;
+        for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+      }
+    } else {
+      for (int64_t py = y0; py < y1; py++) {
+        const float* restrict src = x + (py - pt) * W;
+        float* restrict even = pad + py * Wq;
+        float* restrict odd = even + Hp * Wq;
+        /* padded column j = ix + pl goes to plane j % 2, column j / 2 */
+        int64_t ix = 0;
+        if (pl & 1) {
+          odd[(pl) / 2] = src[0];
+          ix = 1;
+        }
+        int64_t base = (ix + pl) / 2;
+        int64_t pairs = (W - ix) / 2;
+        if (base + pairs > Wq) pairs = Wq - base;
+        for (int64_t k = 0; k < pairs; k++) {
+          even[base + k] = src[ix + 2 * k];
+          odd[base + k] = src[ix + 2 * k + 1];
+        }
+        int64_t last = ix + 2 * pairs;
+        if (last < W && base + pairs < Wq) even[base + pairs] = src[last];
+      }
+    }
+    const float* w = d->w + c * kh * kw;
+    for (int k = 0; k < kh * kw; k++) wv[k] = SUF(splat)(w[k]);
+    vf bias = SUF(splat)(d->bias ? d->bias[c] : 0.f);
+    float s = d->slope ? d->slope[c] : 0.f;
+    float* y = d->y + c * Ho * Wo;
+    const int64_t plane = Hp * Wq;
+#define DW_ROWS(KH, KW, SW) SUF(dw_rows)(pad, wv, bias, y, spill, Ho, Wo, Wv, Wq, plane, sh, KH, \
+                                         KW, SW, d->act, d->lo, d->hi, s)
+    if (kh == 3 && kw == 3 && sw == 1) DW_ROWS(3, 3, 1);
+    else if (kh == 3 && kw == 3 && sw == 2) DW_ROWS(3, 3, 2);
+    else if (kh == 5 && kw == 5 && sw == 1) DW_ROWS(5, 5, 1);
+    else if (kh == 5 && kw == 5 && sw == 2) DW_ROWS(5, 5, 2);
+    else DW_ROWS(kh, kw, sw);
+#undef DW_ROWS
+  }
+}
+
+/* Any other depthwise kernel: scalar, straight from the input. */
+static void SUF(dw_task_any)(void* data, int64_t begin, int64_t end) {
+  const SUF(dw_args)* d = (const SUF(dw_args)*)data;
   for (int64_t c = begin; c < end; c++) {
     const float* x = d->x + c * d->H * d->W;
-    for (int64_t iy = 0; iy < d->H; iy++)
-      memcpy(pad + (iy + d->pt) * Wp + d->pl, x + iy * d->W, (size_t)d->W * 4);
     const float* w = d->w + c * d->kh * d->kw;
     float b = d->bias ? d->bias[c] : 0.f, s = d->slope ? d->slope[c] : 0.f;
-    float* y = d->y + c * d->Ho * d->Wo;
-    for (int64_t oy = 0; oy < d->Ho; oy++) {
-      const float* in = pad + oy * d->sh * Wp;
-      float* out = y + oy * d->Wo;
-      if (d->kh == 3 && d->kw == 3 && d->sw == 1) SUF(dw_row_331)(in, Wp, w, out, d->Wo, b);
-      else if (d->kh == 3 && d->kw == 3 && d->sw == 2) SUF(dw_row_332)(in, Wp, w, out, d->Wo, b);
-      else if (d->kh == 5 && d->kw == 5 && d->sw == 1) SUF(dw_row_551)(in, Wp, w, out, d->Wo, b);
-      else if (d->kh == 5 && d->kw == 5 && d->sw == 2) SUF(dw_row_552)(in, Wp, w, out, d->Wo, b);
-      else if (d->sw <= 2) SUF(dw_row)(in, Wp, w, d->kh, d->kw, d->sw, out, d->Wo, b);
-      else
-        for (int64_t ox = 0; ox < d->Wo; ox++) {
-          float acc = b;
-          for (int ky = 0; ky < d->kh; ky++)
-            for (int kx = 0; kx < d->kw; kx++)
-              acc += w[ky * d->kw + kx] * in[ky * Wp + ox * d->sw + kx];
-          out[ox] = acc;
+    for (int64_t oy = 0; oy < d->Ho; oy++)
+      for (int64_t ox = 0; ox < d->Wo; ox++) {
+        float acc = b;
+        for (int ky = 0; ky < d->kh; ky++) {
+          int64_t iy = oy * d->sh + ky - d->pt;
+          if (iy < 0 || iy >= d->H) continue;
+          for (int kx = 0; kx < d->kw; kx++) {
+            int64_t ix = ox * d->sw + kx - d->pl;
+            if (ix >= 0 && ix < d->W) acc += w[ky * d->kw + kx] * x[iy * d->W + ix];
+          }
         }
-      if (d->act != EA_ACT_NONE)
-        for (int64_t ox = 0; ox < d->Wo; ox++)
-          out[ox] = SUF(sact)(out[ox], d->act, d->lo, d->hi, s);
-    }
-    /* the borders stay zero: only the interior is rewritten for the next channel */
+        d->y[(c * d->Ho + oy) * d->Wo + ox] = SUF(sact)(acc, d->act, d->lo, d->hi, s);
+      }
   }
+}
+
+static void SUF(dw_run)(SUF(dw_args) * d) {
+  int fast = d->kh * d->kw <= 49 && d->sw >= 1 && d->sw <= 2 && d->sh >= 1;
+  ea_parallel(d->C, 1, fast ? SUF(dw_task) : SUF(dw_task_any), d);
 }
 
 /* ---- Dense: y[n][m] = act(sum_k x[n][k] w[m][k] + b[m]). */

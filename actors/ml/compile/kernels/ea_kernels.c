@@ -87,13 +87,10 @@ typedef dense_args_base ea_dense_args;
 #ifdef EA_X86
 static void gemm_run_avx512(gemm_args_avx512* g) { gemm_avx512(g); }
 static void gemm_run_avx2(gemm_args_avx2* g) { gemm_avx2(g); }
-static void dw_run_avx512(dw_args_avx512* d) { ea_parallel(d->C, 1, dw_task_avx512, d); }
-static void dw_run_avx2(dw_args_avx2* d) { ea_parallel(d->C, 1, dw_task_avx2, d); }
 static void dense_run_avx512(dense_args_avx512* d) { ea_parallel(d->M, 64, dense_task_avx512, d); }
 static void dense_run_avx2(dense_args_avx2* d) { ea_parallel(d->M, 64, dense_task_avx2, d); }
 #endif
 static void gemm_run_base(gemm_args_base* g) { gemm_base(g); }
-static void dw_run_base(dw_args_base* d) { ea_parallel(d->C, 1, dw_task_base, d); }
 static void dense_run_base(dense_args_base* d) { ea_parallel(d->M, 64, dense_task_base, d); }
 
 static int ea_conv_gemm(const float* a, const float* bias, const float* slope, const float* x,
