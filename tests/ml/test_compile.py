@@ -198,3 +198,47 @@ def test_compiles_are_cached_by_model_and_options(tmp_path: Path) -> None:
     assert not again.cached
     graph = json.loads((tmp_path / "out" / "model.json").read_text())
     assert graph["attrs"]["shape"][1][0] == [2, 1, 4, 4]
+
+
+# Without libdlr (armv7l here), the same folders run on edge-actors' graph executor.
+EXECUTOR_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    from actors.ml.runtimes import load_runner
+    x = np.load(sys.argv[2])
+    r = load_runner(sys.argv[1], "dlr")
+    assert type(r).__name__ == sys.argv[4], type(r).__name__
+    np.save(sys.argv[3], next(iter(r.run_sync(x).values())))
+""")
+
+
+@dlr_installed
+@pytest.mark.parametrize("model", ["mobilenet", "efficientnet"])
+def test_the_graph_executor_gives_libdlr_s_outputs_bit_for_bit(
+        model: str, request: pytest.FixtureRequest, chelsea: Path, tmp_path: Path) -> None:
+    source: ModelManifest = request.getfixturevalue(model)
+    compiled: ModelManifest = request.getfixturevalue(f"{model}_dlr")
+    np.save(tmp_path / "x.npy", _image(chelsea, source))
+    outputs = {}
+    for backend, runner in (("libdlr", "DlrRunner"), ("executor", "GraphExecutorRunner")):
+        env = {**os.environ, "EDGE_ACTORS_DLR": backend}
+        subprocess.run([sys.executable, "-c", EXECUTOR_SCRIPT, str(compiled.path("model")),
+                        str(tmp_path / "x.npy"), str(tmp_path / f"{backend}.npy"), runner],
+                       env=env, check=True, capture_output=True, timeout=120)
+        outputs[backend] = np.load(tmp_path / f"{backend}.npy")
+    np.testing.assert_array_equal(outputs["executor"], outputs["libdlr"])
+    assert int(outputs["executor"].argmax()) in CATS
+
+
+def test_the_graph_executor_runs_mtcnn_and_names_outputs(mtcnn: ModelManifest,
+                                                          dlr_cache: Path) -> None:
+    from actors.ml.runtimes._graph_exec import GraphExecutorRunner
+
+    folder = dlr_cache / "mtcnn-onet-1x3x48x48"
+    compile_onnx(mtcnn.path("onet"), folder, input_shapes={"input": (1, 3, 48, 48)})
+    runner = GraphExecutorRunner(folder)
+    assert [o.name for o in runner.outputs] == ["regression", "landmarks", "prob"]
+    x = np.random.default_rng(4).standard_normal((1, 3, 48, 48)).astype(np.float32)
+    want = load_runner(mtcnn.path("onet"), "onnxruntime").run_sync(x)
+    got = runner.run_sync(x)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=0)

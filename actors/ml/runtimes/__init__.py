@@ -8,6 +8,8 @@ runs it in a worker thread.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from pathlib import Path
 
 import anyio.to_thread
@@ -17,6 +19,7 @@ from ._base import Runner, RunnerOptions, RunnerStatistics, TensorInfo
 from ._errors import InferenceError, ModelLoadError, RuntimeUnavailable
 
 RUNTIMES = ("onnxruntime", "dlr")
+_log = logging.getLogger("actors.ml.runtimes")
 
 
 def load_runner(path: str | Path, runtime: str = "onnxruntime",
@@ -43,14 +46,27 @@ def _load(path: str | Path, runtime: str, options: RunnerOptions | None,
 
         return OnnxRunner(path, options)
     if runtime == "dlr":
-        from .dlr import DlrRunner
-
         if probe and Path(path).is_dir():
             from ._probe import probe as probe_model
 
             probe_model(path, runtime)
-        return DlrRunner(path, options)
+        return _dlr(path, options)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+def _dlr(path: str | Path, options: RunnerOptions | None) -> Runner:
+    """libdlr when it is installed, else (or with ``EDGE_ACTORS_DLR=executor``) the graph
+    executor of :mod:`._graph_exec` for graph-executor folders."""
+    from .dlr import DlrRunner, dlr_available
+
+    choice = os.environ.get("EDGE_ACTORS_DLR", "")
+    if choice != "executor" and (choice == "libdlr" or dlr_available()):
+        return DlrRunner(path, options)
+    from ._graph_exec import GraphExecutorRunner
+
+    if choice != "executor":
+        _log.info("libdlr is not installed here: %s runs on edge-actors' graph executor", path)
+    return GraphExecutorRunner(path, options)
 
 
 async def open_runner(path: str | Path, runtime: str = "onnxruntime",

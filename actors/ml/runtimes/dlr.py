@@ -48,6 +48,19 @@ def telemetry_config_path() -> Path:
     return Path(locations[0]) / "counter" / "ccm_config.json"
 
 
+def dlr_available() -> bool:
+    """Whether the dlr package and a libdlr.so where it looks are installed (nothing is
+    imported: the package's import reports telemetry unless turned off first)."""
+    try:
+        package = telemetry_config_path().parent.parent
+    except RuntimeUnavailable:
+        return False
+    places = [Path(sys.prefix) / "dlr", Path(sys.prefix) / "local" / "dlr",
+              Path(sys.exec_prefix) / "local" / "dlr", Path.home() / ".local" / "dlr",
+              package.parent.parent / "lib", package / "lib", package]
+    return any((place / "libdlr.so").is_file() for place in places)
+
+
 def disable_telemetry() -> Path:
     """Write DLR's telemetry switch (off) into the installed package; return its path.
 
