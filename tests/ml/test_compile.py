@@ -242,3 +242,21 @@ def test_the_graph_executor_runs_mtcnn_and_names_outputs(mtcnn: ModelManifest,
     got = runner.run_sync(x)
     for name, value in want.items():
         np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=0)
+
+
+def test_the_armv7l_library_builds_with_neon(mobilenet: ModelManifest, dlr_cache: Path) -> None:
+    import shutil as _shutil
+
+    if _shutil.which("arm-linux-gnueabihf-gcc") is None:
+        pytest.skip("Debian's gcc-arm-linux-gnueabihf is not installed (make test installs it)")
+    from actors.ml.model_cli import dlr_info
+
+    folder = dlr_cache / "DLR-mobilenet_v2-armv7l"
+    compile_onnx(mobilenet.path("model"), folder, target="armv7l")
+    info = dlr_info(folder)
+    assert info["platform"] == "armv7l (arm)"
+    assert info["compiler"]["target"] == "armv7l"
+    # NEON quad-register multiply-adds, not scalar VFP: the vector kernels survived.
+    disassembly = subprocess.run(["arm-linux-gnueabihf-objdump", "-d", str(folder / "model.so")],
+                                 capture_output=True, text=True, check=True).stdout
+    assert disassembly.count("vmla.f32\tq") + disassembly.count("vfma.f32\tq") > 50
