@@ -26,14 +26,20 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*
 # the sample images once, print and publish the results, and stop.
 # `make run WATCH=incoming` keeps running instead: each image written to
 # incoming/ is classified (and searched for faces) as it arrives.
-DEMO_CONFIG := {"edge.ImageClassification.ONNX": {"MERGE": {"InferenceInterval": 0}}, \
-	"edge.ObjectDetection.ONNX": {"MERGE": {"InferenceInterval": 0}}}
+# The classification stack is DLR's (MobileNetV2 compiled by `edge-actors compile`, run
+# by libdlr, or edge-actors' graph executor where libdlr has no build); `make run
+# STACK=ONNX` deploys the ONNX Runtime stack instead. Face detection runs on ONNX Runtime.
+STACK ?= DLR
+CLASSIFY := edge.ImageClassification.$(STACK)
+DETECT := edge.ObjectDetection.ONNX
+DEMO_CONFIG := {"$(CLASSIFY)": {"MERGE": {"InferenceInterval": 0}}, \
+	"$(DETECT)": {"MERGE": {"InferenceInterval": 0}}}
 
 run: $(STAMP)
 	$(BIN)/python -m actors.ml.stage --recipes recipes --out build/artifacts
 	$(if $(WATCH),mkdir -p $(WATCH))
 	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir build/artifacts \
-		--merge edge.ImageClassification.ONNX=1.0.0 --merge edge.ObjectDetection.ONNX=1.0.0 \
+		--merge $(CLASSIFY)=1.0.0 --merge $(DETECT)=1.0.0 \
 		--update-config '$(DEMO_CONFIG)' $(if $(WATCH),--watch $(WATCH),--exit-when-done)
 
 # The MQTT tests run a real broker: Debian's mosquitto (not started as a service).

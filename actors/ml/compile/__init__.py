@@ -12,11 +12,14 @@ from ._compiler import (
     TARGETS,
     Compiled,
     Target,
+    build_dlr_model,
     compile_model_folder,
     compile_onnx,
+    dlr_folder_name,
     find_compiler,
 )
 from ._errors import CompileError, ToolchainMissing
 
 __all__ = ["TARGETS", "CompileError", "Compiled", "Target", "ToolchainMissing",
-           "compile_model_folder", "compile_onnx", "find_compiler"]
+           "build_dlr_model", "compile_model_folder", "compile_onnx", "dlr_folder_name",
+           "find_compiler"]

@@ -69,7 +69,7 @@ def emit(p: Program) -> Emitted:
     bodies: list[str] = []
     nop_of: dict[int, int] = {}  # a __nop node -> the node whose storage it shares
     for index, op in enumerate(p.ops):
-        fname = f"ea_fused_{op.kind}_{index}"
+        fname = f"ea_fused_{_variant(op)}_{index}"
         inputs = [entry[name] for name in op.inputs]
         if op.kind == "reshape":
             nid = len(nodes)
@@ -164,6 +164,18 @@ def _plan(p: Program, nodes: list[dict[str, Any]], entry: dict[str, int],
                     and storage[base] not in free:
                 free.append(storage[base])
     return storage
+
+
+def _variant(op: Op) -> str:
+    """The kernel an op runs on, named in its function (the per-operator time split)."""
+    if op.kind != "conv":
+        return op.kind
+    if op.attrs["depthwise"]:
+        return "depthwise_conv"
+    kh, kw = op.attrs["kernel"]
+    if (kh, kw, *op.attrs["stride"], *op.attrs["pads"]) == (1, 1, 1, 1, 0, 0, 0, 0):
+        return "pointwise_conv"
+    return "conv"
 
 
 def _op_params(op: Op) -> dict[str, np.ndarray]:

@@ -166,4 +166,30 @@ def compile_model_folder(source: str | Path, out: str | Path, *, target: str = H
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_bytes(manifest.to_json())
     tmp.replace(out / MANIFEST)
+    # The folder's build key (what models.pack() checks): rewritten only when a network
+    # was recompiled, so an unchanged folder is not packed again.
+    key = hashlib.sha256(b"".join((out / role / _KEY_FILE).read_bytes()
+                                  for role in sorted(files))).hexdigest()
+    build_key = out / ".build-key"
+    if not build_key.is_file() or build_key.read_text() != key:
+        build_key.write_text(key)
     return manifest
+
+
+def dlr_folder_name(model: str, target: str) -> str:
+    """Greengrass's DLR model-store naming: ``DLR-<model>-<platform>-cpu-<Task>``."""
+    from ..models import MODELS
+
+    task = MODELS[model].folder.rsplit("-", 1)[-1]  # ImageClassification, FaceDetection
+    return f"DLR-{model}-{target}-cpu-{task}"
+
+
+def build_dlr_model(model: str, target: str = HOST, cache_dir: str | Path | None = None
+                    ) -> ModelManifest:
+    """Build model ``model`` from its weights (cached), then compile it for ``target`` into
+    ``<cache>/<dlr_folder_name>`` (cached by source digest); returns its manifest."""
+    from ..models import build_model, default_cache_dir
+
+    source = build_model(model, cache_dir)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return compile_model_folder(source, root / dlr_folder_name(model, target), target=target)

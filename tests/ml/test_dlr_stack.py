@@ -1,0 +1,58 @@
+"""The DLR stack deployed as Greengrass components: variant.DLR, the compiled model store
+and the DLR inference component, from the project's recipes and staged artifacts."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.component import State
+from actors.deploy import DeploymentRequest, DetailedStatus
+from actors.ml.stage import stage
+from actors.nucleus import Nucleus
+
+pytestmark = [pytest.mark.anyio, pytest.mark.skipif(
+    importlib.util.find_spec("dlr") is None or shutil.which("gcc") is None,
+    reason="DLR (pip install dlr==1.6.0, x86_64 Linux) and gcc are needed")]
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSIFY = "edge.ImageClassification.DLR"
+ONCE = {"merge": {"InferenceInterval": 0}}
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    cache = Path(request.config.cache.mkdir("edge-actors-models"))
+    out = tmp_path_factory.mktemp("artifacts")
+    made = stage(REPO / "recipes", out, cache)
+    assert out / "variant.DLR.ImageClassification.ModelStore" / "1.0.0" / \
+        "DLR-mobilenet_v2-x86_64-cpu-ImageClassification.zip" in made
+    return out
+
+
+async def test_the_dlr_classification_stack_classifies_chelsea_as_a_cat(
+        tmp_path: Path, staged: Path) -> None:
+    messages: list[tuple[str, Any]] = []
+    lines: list[str] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_message(lambda topic, payload: messages.append((topic, payload)))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
+            configuration_update={CLASSIFY: ONCE}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states([CLASSIFY], [State.FINISHED], timeout=180)
+        deployed = set(nucleus.status)
+    assert {"variant.DLR", "variant.DLR.ImageClassification.ModelStore"} <= deployed
+    assert not {"variant.ONNXRuntime", "variant.ONNX.ImageClassification.ModelStore"} & deployed
+    classified = [p for t, p in messages if t == "ml/dlr/image-classification"]
+    assert len(classified) == 5
+    labels = [r["Label"] for r in classified[1]["inference-results"]]  # chelsea.png
+    assert any("cat" in label for label in labels), labels
+    assert any("(dlr, mobilenet_v2" in line for line in lines), lines
+    assert any(line.startswith("chelsea.png") and "cat" in line for line in lines)
