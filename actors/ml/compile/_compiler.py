@@ -56,6 +56,41 @@ class Compiled:
     cached: bool
 
 
+_CFLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-fno-math-errno", "-Wno-psabi", "-std=gnu11")
+
+
+def kernel_cache_dir() -> Path:
+    """``$EDGE_ACTORS_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/edge-actors/kernels``."""
+    env = os.environ.get("EDGE_ACTORS_KERNEL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edge-actors" / "kernels"
+
+
+def kernel_object(target: Target, cc: str) -> Path:
+    """The kernels compiled for ``target`` (every instruction-set path: the slow part of a
+    build), cached by the digest of their sources and flags; built aside and renamed."""
+    digest = hashlib.sha256(repr((target, _CFLAGS)).encode())
+    for src in kernel_sources():
+        digest.update(src.name.encode())
+        digest.update(src.read_bytes())
+    folder = kernel_cache_dir()
+    path = folder / f"ea_kernels-{target.name}-{digest.hexdigest()[:20]}.o"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    done = subprocess.run([cc, *_CFLAGS, "-c", *target.flags, f"-I{KERNELS}", "-o", str(part),
+                           str(KERNELS / "ea_kernels.c")], capture_output=True, text=True)
+    if done.returncode != 0:
+        part.unlink(missing_ok=True)
+        raise CompileError(f"{target.cc} failed to build the kernels for {target.name}:\n"
+                           f"{done.stderr[-4000:]}")
+    part.replace(path)
+    return path
+
+
 def kernel_sources() -> list[Path]:
     return sorted(p for p in KERNELS.iterdir() if p.suffix in (".c", ".h"))
 
@@ -108,9 +143,8 @@ def compile_onnx(onnx_path: str | Path, out: str | Path, *, target: str = HOST,
     try:
         source = work / "model.c"
         source.write_text(emitted.source)
-        command = [cc, "-O3", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-math-errno",
-                   "-Wno-psabi", "-std=gnu11", *tgt.flags, f"-I{KERNELS}", "-o",
-                   str(work / "model.so"), str(source), "-lm"]
+        command = [cc, *_CFLAGS, "-shared", *tgt.flags, f"-I{KERNELS}", "-o",
+                   str(work / "model.so"), str(source), str(kernel_object(tgt, cc)), "-lm"]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise CompileError(f"{onnx_path}: {tgt.cc} failed to build the model library:\n"

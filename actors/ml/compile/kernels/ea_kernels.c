@@ -1,9 +1,16 @@
 /* edge-actors DLR kernels: every operator the compiler emits, with the instruction set
  * chosen at run time on x86_64 (AVX-512, AVX2+FMA, else SSE2) so one library runs on any
  * x86_64 CPU; on ARM (NEON with -mfpu=neon) and elsewhere, one portable build.
- * A generated model.c includes this file, then defines the packed functions. */
+ * Compiled once per target into an object (cached by its digest) that every model links;
+ * a generated model.c includes ea_api.h and defines the packed functions. */
 #include <math.h>
-#include "ea_runtime.h"
+#define EA_KERNELS 1
+#include "ea_api.h"
+
+EA_EXPORT void* __tvm_module_ctx = NULL;
+EA_EXPORT int (*__TVMBackendParallelLaunch)(FTVMParallelLambda, void*, int) = NULL;
+EA_EXPORT int (*__TVMBackendParallelBarrier)(int, TVMParallelGroupEnv*) = NULL;
+EA_EXPORT void (*__TVMAPISetLastError)(const char*) = NULL;
 
 #if defined(__x86_64__) && !defined(EA_PORTABLE_ONLY)
 #define EA_X86 1
@@ -93,7 +100,7 @@ static void dense_run_avx2(dense_args_avx2* d) { ea_parallel(d->M, 64, dense_tas
 static void gemm_run_base(gemm_args_base* g) { gemm_base(g); }
 static void dense_run_base(dense_args_base* d) { ea_parallel(d->M, 64, dense_task_base, d); }
 
-static int ea_conv_gemm(const float* a, const float* bias, const float* slope, const float* x,
+EA_API int ea_conv_gemm(const float* a, const float* bias, const float* slope, const float* x,
                         const float* r, float* y, int64_t M, int64_t K, int64_t N, int act,
                         float lo, float hi) {
   ea_gemm_args g = {a, bias, slope, x, r, y, M, K, N, N, N, act, lo, hi};
@@ -101,7 +108,7 @@ static int ea_conv_gemm(const float* a, const float* bias, const float* slope, c
   return 0;
 }
 
-static int ea_conv_im2col(const float* a, const float* bias, const float* slope, const float* x,
+EA_API int ea_conv_im2col(const float* a, const float* bias, const float* slope, const float* x,
                           const float* r, float* y, int64_t C, int64_t H, int64_t W, int64_t M,
                           int kh, int kw, int sh, int sw, int pt, int pl, int64_t Ho, int64_t Wo,
                           int act, float lo, float hi) {
@@ -112,7 +119,7 @@ static int ea_conv_im2col(const float* a, const float* bias, const float* slope,
   return ea_conv_gemm(a, bias, slope, col, r, y, M, K, N, act, lo, hi);
 }
 
-static int ea_conv_dw(const float* w, const float* bias, const float* slope, const float* x,
+EA_API int ea_conv_dw(const float* w, const float* bias, const float* slope, const float* x,
                       float* y, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int kh,
                       int kw, int sh, int sw, int pt, int pl, int pb, int pr, int act, float lo,
                       float hi) {
@@ -122,7 +129,7 @@ static int ea_conv_dw(const float* w, const float* bias, const float* slope, con
   return 0;
 }
 
-static int ea_dense(const float* w, const float* bias, const float* slope, const float* x,
+EA_API int ea_dense(const float* w, const float* bias, const float* slope, const float* x,
                     float* y, int64_t N, int64_t K, int64_t M, int act, float lo, float hi) {
   ea_dense_args d = {w, bias, slope, x, y, N, K, M, act, lo, hi};
   EA_DISPATCH(dense_run, dense_args, &d);
@@ -130,7 +137,7 @@ static int ea_dense(const float* w, const float* bias, const float* slope, const
 }
 
 /* ---- The small operators: portable C. */
-static int ea_gap(const float* x, float* y, int64_t rows, int64_t hw) {
+EA_API int ea_gap(const float* x, float* y, int64_t rows, int64_t hw) {
   for (int64_t i = 0; i < rows; i++) {
     const float* p = x + i * hw;
     float s = 0.f;
@@ -140,7 +147,7 @@ static int ea_gap(const float* x, float* y, int64_t rows, int64_t hw) {
   return 0;
 }
 
-static int ea_maxpool(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int kh,
+EA_API int ea_maxpool(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int kh,
                       int kw, int sh, int sw, int pt, int pl, int64_t Ho, int64_t Wo) {
   for (int64_t c = 0; c < planes; c++) {
     const float* in = x + c * H * W;
@@ -165,7 +172,7 @@ static int ea_maxpool(const float* x, float* y, int64_t planes, int64_t H, int64
 }
 
 /* Softmax over the middle axis of (outer, C, inner). */
-static int ea_softmax(const float* x, float* y, int64_t outer, int64_t C, int64_t inner) {
+EA_API int ea_softmax(const float* x, float* y, int64_t outer, int64_t C, int64_t inner) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       const float* p = x + o * C * inner + i;
@@ -181,7 +188,7 @@ static int ea_softmax(const float* x, float* y, int64_t outer, int64_t C, int64_
 }
 
 /* y = act(a + b) elementwise (b may be NULL), channels on the middle axis for PReLU. */
-static int ea_eltwise(const float* a, const float* b, float* y, int64_t outer, int64_t C,
+EA_API int ea_eltwise(const float* a, const float* b, float* y, int64_t outer, int64_t C,
                       int64_t inner, int act, float lo, float hi, const float* slope) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t c = 0; c < C; c++) {
@@ -196,7 +203,7 @@ static int ea_eltwise(const float* a, const float* b, float* y, int64_t outer, i
 }
 
 /* Transpose of up to 6 axes: y[...] = x[perm(...)]. */
-static int ea_transpose(const float* x, float* y, int ndim, const int64_t* shape,
+EA_API int ea_transpose(const float* x, float* y, int ndim, const int64_t* shape,
                         const int* perm) {
   int64_t stride[6], out_shape[6], count = 1;
   int64_t s = 1;

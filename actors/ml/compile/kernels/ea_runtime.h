@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define EA_EXPORT __attribute__((visibility("default")))
+#define EA_API __attribute__((visibility("hidden")))
 
 typedef struct { int32_t device_type; int32_t device_id; } DLDevice;
 typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } DLDataType;
@@ -31,13 +32,14 @@ typedef union { int64_t v_int64; double v_float64; void* v_handle; const char* v
 typedef struct { void* sync_handle; int32_t num_task; } TVMParallelGroupEnv;
 typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv* penv, void* cdata);
 
-/* Filled in by the runtime that loads the library (TVM's library_module.cc does). */
-EA_EXPORT void* __tvm_module_ctx = NULL;
-EA_EXPORT int (*__TVMBackendParallelLaunch)(FTVMParallelLambda, void*, int) = NULL;
-EA_EXPORT int (*__TVMBackendParallelBarrier)(int, TVMParallelGroupEnv*) = NULL;
-EA_EXPORT void (*__TVMAPISetLastError)(const char*) = NULL;
+/* Filled in by the runtime that loads the library (TVM's library_module.cc does);
+ * defined in ea_kernels.c. */
+extern EA_EXPORT void* __tvm_module_ctx;
+extern EA_EXPORT int (*__TVMBackendParallelLaunch)(FTVMParallelLambda, void*, int);
+extern EA_EXPORT int (*__TVMBackendParallelBarrier)(int, TVMParallelGroupEnv*);
+extern EA_EXPORT void (*__TVMAPISetLastError)(const char*);
 
-static int ea_fail(const char* message) {
+static inline int ea_fail(const char* message) {
   if (__TVMAPISetLastError) __TVMAPISetLastError(message);
   return -1;
 }
@@ -47,6 +49,7 @@ static inline float* ea_f32(TVMValue* args, int i) {
   return (float*)((char*)t->data + t->byte_offset);
 }
 
+#ifdef EA_KERNELS
 /* Work split into ranges [begin, end) of n items over the runtime's thread pool. */
 typedef void (*ea_range_fn)(void* data, int64_t begin, int64_t end);
 typedef struct { ea_range_fn fn; void* data; int64_t n; } ea_job;
@@ -82,6 +85,8 @@ static float* ea_scratch(int slot, size_t floats) {
   }
   return ea_scratch_ptr[slot];
 }
+
+#endif /* EA_KERNELS */
 
 enum { EA_ACT_NONE = 0, EA_ACT_CLIP = 1, EA_ACT_PRELU = 2 };
 
