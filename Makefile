@@ -26,12 +26,12 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*
 # the sample images once, print and publish the results, and stop.
 # `make run WATCH=incoming` keeps running instead: each image written to
 # incoming/ is classified (and searched for faces) as it arrives.
-# The classification stack is DLR's (MobileNetV2 compiled by `edge-actors compile`, run
-# by libdlr, or edge-actors' graph executor where libdlr has no build); `make run
-# STACK=ONNX` deploys the ONNX Runtime stack instead. Face detection runs on ONNX Runtime.
+# The stacks are DLR's (MobileNetV2 and MTCNN compiled by `edge-actors compile`, run by
+# libdlr, or edge-actors' graph executor where libdlr has no build); `make run
+# STACK=ONNX` deploys the ONNX Runtime stacks instead.
 STACK ?= DLR
 CLASSIFY := edge.ImageClassification.$(STACK)
-DETECT := edge.ObjectDetection.ONNX
+DETECT := edge.ObjectDetection.$(STACK)
 DEMO_CONFIG := {"$(CLASSIFY)": {"MERGE": {"InferenceInterval": 0}}, \
 	"$(DETECT)": {"MERGE": {"InferenceInterval": 0}}}
 

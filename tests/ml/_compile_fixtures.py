@@ -35,3 +35,8 @@ def mobilenet_dlr(dlr_cache: Path, mobilenet: ModelManifest) -> ModelManifest:  
 def efficientnet_dlr(dlr_cache: Path, efficientnet: ModelManifest  # noqa: F811
                      ) -> ModelManifest:
     return compile_model_folder(efficientnet.folder, dlr_cache / "DLR-efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def mtcnn_dlr(dlr_cache: Path, mtcnn: ModelManifest) -> ModelManifest:  # noqa: F811
+    return compile_model_folder(mtcnn.folder, dlr_cache / "DLR-mtcnn")

@@ -260,3 +260,63 @@ def test_the_armv7l_library_builds_with_neon(mobilenet: ModelManifest, dlr_cache
     disassembly = subprocess.run(["arm-linux-gnueabihf-objdump", "-d", str(folder / "model.so")],
                                  capture_output=True, text=True, check=True).stdout
     assert disassembly.count("vmla.f32\tq") + disassembly.count("vfma.f32\tq") > 50
+
+
+@dlr_installed
+@pytest.mark.anyio
+async def test_the_detector_finds_the_astronaut_s_face_through_dlr(
+        mtcnn: ModelManifest, mtcnn_dlr: ModelManifest, astronaut: Path, coffee: Path) -> None:
+    from actors.ml.tasks import open_face_detector
+
+    dlr = await open_face_detector(mtcnn_dlr)
+    assert dlr.pnet.runtime == "dlr"
+    faces = await dlr.detect(astronaut)
+    assert len(faces) == 1
+    want = (await (await open_face_detector(mtcnn)).detect(astronaut))[0]
+    assert faces[0].score > 0.99
+    np.testing.assert_allclose(faces[0].box, want.box, atol=2.0)
+    assert await dlr.detect(coffee) == []
+
+
+@dlr_installed
+def test_variants_pad_and_crop_pnet_and_chunk_onet_batches(mtcnn: ModelManifest,
+                                                           mtcnn_dlr: ModelManifest) -> None:
+    from actors.ml.runtimes import InferenceError
+
+    rng = np.random.default_rng(9)
+    pnet = load_runner(mtcnn_dlr.path("pnet"), "dlr")
+    ort_pnet = load_runner(mtcnn.path("pnet"), "onnxruntime")
+    for h, w in ((12, 12), (64, 64), (67, 90), (41, 130)):  # exact, and padded up to a size
+        x = rng.standard_normal((1, 3, h, w)).astype(np.float32)
+        want, got = ort_pnet.run_sync(x), pnet.run_sync(x)
+        for name, value in want.items():
+            assert got[name].shape == value.shape
+            # Padding changes only what ceil-mode pooling saw past the last row or column.
+            np.testing.assert_allclose(got[name][..., :-1, :-1], value[..., :-1, :-1],
+                                       atol=1e-4, rtol=0)
+    with pytest.raises(InferenceError, match="larger than every compiled size"):
+        pnet.run_sync(np.zeros((1, 3, 1300, 20), np.float32))
+    onet = load_runner(mtcnn_dlr.path("onet"), "dlr")
+    x = rng.standard_normal((21, 3, 48, 48)).astype(np.float32)  # one chunk of 16, one of 5
+    want = load_runner(mtcnn.path("onet"), "onnxruntime").run_sync(x)
+    got = onet.run_sync(x)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=0)
+    assert all(v.shape[0] == 0 for v in onet.run_sync(x[:0]).values())
+
+
+@dlr_installed
+@pytest.mark.parametrize("backend", ["libdlr", "executor"])
+def test_runs_from_several_threads_at_once_take_turns(
+        backend: str, mobilenet: ModelManifest, mobilenet_dlr: ModelManifest, chelsea: Path,
+        coffee: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("EDGE_ACTORS_DLR", backend)
+    runner = load_runner(mobilenet_dlr.path("model"), "dlr", RunnerOptions(threads=1))
+    images = [_image(chelsea, mobilenet), _image(coffee, mobilenet)] * 6
+    want = [_first(runner.run_sync(x)) for x in images[:2]]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: _first(runner.run_sync(x)), images))
+    for i, value in enumerate(got):
+        np.testing.assert_array_equal(value, want[i % 2])

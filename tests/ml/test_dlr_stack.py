@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.skipif(
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFY = "edge.ImageClassification.DLR"
+DETECT = "edge.ObjectDetection.DLR"
 ONCE = {"merge": {"InferenceInterval": 0}}
 
 
@@ -31,10 +32,12 @@ def staged(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     made = stage(REPO / "recipes", out, cache)
     assert out / "variant.DLR.ImageClassification.ModelStore" / "1.0.0" / \
         "DLR-mobilenet_v2-x86_64-cpu-ImageClassification.zip" in made
+    assert out / "variant.DLR.ObjectDetection.ModelStore" / "1.0.0" / \
+        "DLR-mtcnn-x86_64-cpu-FaceDetection.zip" in made
     return out
 
 
-async def test_the_dlr_classification_stack_classifies_chelsea_as_a_cat(
+async def test_the_dlr_stacks_find_the_cat_and_the_astronaut_s_face(
         tmp_path: Path, staged: Path) -> None:
     messages: list[tuple[str, Any]] = []
     lines: list[str] = []
@@ -43,16 +46,24 @@ async def test_the_dlr_classification_stack_classifies_chelsea_as_a_cat(
     nucleus.on_output(lambda name, line: lines.append(line))
     async with nucleus:
         record = await nucleus.deploy(DeploymentRequest(
-            recipe_dir=REPO / "recipes", artifact_dir=staged, merge={CLASSIFY: "1.0.0"},
-            configuration_update={CLASSIFY: ONCE}))
+            recipe_dir=REPO / "recipes", artifact_dir=staged,
+            merge={CLASSIFY: "1.0.0", DETECT: "1.0.0"},
+            configuration_update={CLASSIFY: ONCE, DETECT: ONCE}))
         assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
-        await nucleus.wait_states([CLASSIFY], [State.FINISHED], timeout=180)
+        await nucleus.wait_states([CLASSIFY, DETECT], [State.FINISHED], timeout=240)
         deployed = set(nucleus.status)
-    assert {"variant.DLR", "variant.DLR.ImageClassification.ModelStore"} <= deployed
-    assert not {"variant.ONNXRuntime", "variant.ONNX.ImageClassification.ModelStore"} & deployed
+    assert {"variant.DLR", "variant.DLR.ImageClassification.ModelStore",
+            "variant.DLR.ObjectDetection.ModelStore"} <= deployed
+    assert not {"variant.ONNXRuntime", "variant.ONNX.ImageClassification.ModelStore",
+                "variant.ONNX.FaceDetection.ModelStore"} & deployed
     classified = [p for t, p in messages if t == "ml/dlr/image-classification"]
-    assert len(classified) == 5
+    detected = [p for t, p in messages if t == "ml/dlr/object-detection"]
+    assert len(classified) == len(detected) == 5
     labels = [r["Label"] for r in classified[1]["inference-results"]]  # chelsea.png
     assert any("cat" in label for label in labels), labels
     assert any("(dlr, mobilenet_v2" in line for line in lines), lines
     assert any(line.startswith("chelsea.png") and "cat" in line for line in lines)
+    # One face on the astronaut, none on the coffee cup.
+    astronaut, coffee = detected[0], detected[3]
+    assert len(astronaut["inference-results"]) == 1
+    assert coffee["inference-results"] == []

@@ -191,7 +191,15 @@ def compile_model_folder(source: str | Path, out: str | Path, *, target: str = H
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for role in src.files:
-        compile_onnx(src.path(role), out / role, target=target, batch=batch, force=force)
+        if src.task == "face-detection":
+            # MTCNN: PNet for every pyramid size, RNet and ONet for a batch of crops.
+            size = {"rnet": 24, "onet": 48}.get(role)
+            shapes = [(1, 3, s, s) for s in PNET_SIZES] if size is None else \
+                [(CROP_BATCH, 3, size, size)]
+            compile_variants(src.path(role), out / role, shapes,
+                             "spatial" if size is None else "batch", target=target, force=force)
+        else:
+            compile_onnx(src.path(role), out / role, target=target, batch=batch, force=force)
         files[role] = role
     if src.labels:
         shutil.copyfile(src.folder / src.labels, out / src.labels)
@@ -202,8 +210,8 @@ def compile_model_folder(source: str | Path, out: str | Path, *, target: str = H
     tmp.replace(out / MANIFEST)
     # The folder's build key (what models.pack() checks): rewritten only when a network
     # was recompiled, so an unchanged folder is not packed again.
-    key = hashlib.sha256(b"".join((out / role / _KEY_FILE).read_bytes()
-                                  for role in sorted(files))).hexdigest()
+    key = hashlib.sha256(b"".join(p.read_bytes() for role in sorted(files)
+                                  for p in sorted((out / role).rglob(_KEY_FILE)))).hexdigest()
     build_key = out / ".build-key"
     if not build_key.is_file() or build_key.read_text() != key:
         build_key.write_text(key)
@@ -227,3 +235,39 @@ def build_dlr_model(model: str, target: str = HOST, cache_dir: str | Path | None
     source = build_model(model, cache_dir)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return compile_model_folder(source, root / dlr_folder_name(model, target), target=target)
+
+
+VARIANTS = "variants.txt"  # not *.json: libdlr takes every *.json beside a model for a graph
+# PNet's input sizes (squares; a pyramid level is padded up to the next) and the batch of
+# RNet and ONet: the graph executor has static shapes.
+PNET_SIZES = (12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1280)
+CROP_BATCH = 16
+
+
+def compile_variants(onnx_path: str | Path, out: str | Path, shapes: Sequence[Sequence[int]],
+                     mode: str, *, target: str = HOST, force: bool = False) -> Path:
+    """Compile ``onnx_path`` once per input shape into ``out/<N>x<C>x<H>x<W>/``, and write
+    ``out/variants.txt`` (JSON) saying how a runner picks one: ``spatial`` (pad the image
+    up to the next size, crop the outputs to what ONNX gives: fully convolutional nets) or
+    ``batch`` (run a batch in chunks of the compiled batch size)."""
+    import onnx
+
+    from ._ir import spatial_chain
+
+    onnx_path, out = Path(onnx_path), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        name = str(next(i.name for i in onnx.load(str(onnx_path)).graph.input))
+    except Exception as e:
+        raise CompileError(f"{onnx_path}: not a readable ONNX model with an input ({e})") from e
+    for shape in shapes:
+        compile_onnx(onnx_path, out / "x".join(map(str, shape)), target=target,
+                     input_shapes={name: shape}, force=force)
+    first = load_program(onnx_path, {name: shapes[0]})
+    description = {"input": name, "mode": mode, "variants": [list(s) for s in shapes],
+                   "outputs": first.output_names,
+                   "chains": {o: spatial_chain(first, o) for o in first.output_names}}
+    tmp = out / (VARIANTS + ".tmp")
+    tmp.write_text(json.dumps(description))
+    tmp.replace(out / VARIANTS)
+    return out

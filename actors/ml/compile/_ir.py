@@ -266,7 +266,8 @@ def _convert(node: Any, index: int, opset: int, consts: dict[str, np.ndarray],
             ho -= int((ho - 1) * sh >= x[2] + pt)
             wo -= int((wo - 1) * sw >= x[3] + pl)
         return done(Op("maxpool", where, [ins[0]], out,
-                       {"kernel": (kh, kw), "stride": (sh, sw), "pads": (pt, pl, pb, pr)}),
+                       {"kernel": (kh, kw), "stride": (sh, sw), "pads": (pt, pl, pb, pr),
+                        "ceil": bool(a.get("ceil_mode", 0))}),
                     (x[0], x[1], ho, wo))
     if kind in ("Gemm", "MatMul"):
         x = _data(shapes, ins[0], where)
@@ -371,3 +372,34 @@ def _fold_one(p: Program) -> bool:
             _replace(p, op, user, op)
             return True
     return False
+
+
+def spatial_chain(p: Program, output: str) -> list[tuple[int, int, int, int, int, int, int, int,
+                                                           bool]]:
+    """The convolutions and poolings from the first input to ``output`` (through first
+    inputs): (kh, kw, sh, sw, pt, pl, pb, pr, ceil) each, to compute the output's spatial
+    size for any input size (:func:`spatial_size`)."""
+    producer = {op.output: op for op in p.ops}
+    chain = []
+    name = output
+    while name in producer:
+        op = producer[name]
+        if op.kind in ("conv", "maxpool"):
+            kh, kw = op.attrs["kernel"]
+            sh, sw = op.attrs["stride"]
+            chain.append((kh, kw, sh, sw, *op.attrs["pads"], bool(op.attrs.get("ceil"))))
+        name = op.inputs[0]
+    return chain[::-1]
+
+
+def spatial_size(chain: list[Any], h: int, w: int) -> tuple[int, int]:
+    """The output (H, W) of ``chain`` for an input of (h, w), as ONNX computes it."""
+    for kh, kw, sh, sw, pt, pl, pb, pr, ceil in chain:
+        rnd = math.ceil if ceil else math.floor
+        ho = int(rnd((h + pt + pb - kh) / sh)) + 1
+        wo = int(rnd((w + pl + pr - kw) / sw)) + 1
+        if ceil:
+            ho -= int((ho - 1) * sh >= h + pt)
+            wo -= int((wo - 1) * sw >= w + pl)
+        h, w = ho, wo
+    return h, w

@@ -46,6 +46,10 @@ def _load(path: str | Path, runtime: str, options: RunnerOptions | None,
 
         return OnnxRunner(path, options)
     if runtime == "dlr":
+        from ._variants import VariantRunner, is_variant_folder
+
+        if is_variant_folder(path):
+            return VariantRunner(path, options, probe=probe)
         if probe and Path(path).is_dir():
             from ._probe import probe as probe_model
 

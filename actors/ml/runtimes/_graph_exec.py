@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -242,12 +243,15 @@ class GraphExecutorRunner(Runner):
                                    self._module.output(i).dtype)
                         for i in range(self._module.output_count))
         super().__init__(inputs, outputs, options)
+        self._serial = threading.Lock()
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, value in feed.items():
-            self._module.set_input(name, value)
-        self._module.run()
-        return {info.name: self._module.output(i).copy() for i, info in enumerate(self.outputs)}
+        with self._serial:  # one set of buffers: concurrent callers take turns
+            for name, value in feed.items():
+                self._module.set_input(name, value)
+            self._module.run()
+            return {info.name: self._module.output(i).copy()
+                    for i, info in enumerate(self.outputs)}
 
     def close(self) -> None:
         self._module = None  # type: ignore[assignment]

@@ -109,16 +109,23 @@ def _child(runtime: str, path: str) -> int:
     import numpy as np
 
     from . import RunnerOptions, load_runner
+    from ._variants import VariantRunner, is_variant_folder
 
     try:
-        runner = load_runner(path, runtime, RunnerOptions(threads=1), probe=False)
-        feed = {i.name: np.zeros(tuple(d or 1 for d in i.shape), i.dtype) for i in runner.inputs}
-        runner.run_sync(feed)
+        if is_variant_folder(path):  # a model compiled for several shapes: each of them
+            folders = VariantRunner(path, probe=False).variant_folders()
+        else:
+            folders = [Path(path)]
+        for folder in folders:
+            runner = load_runner(folder, runtime, RunnerOptions(threads=1), probe=False)
+            feed = {i.name: np.zeros(tuple(d or 1 for d in i.shape), i.dtype)
+                    for i in runner.inputs}
+            runner.run_sync(feed)
+            runner.close()
     except Exception as e:
         print(f"edge-actors-probe: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"inputs": [i.name for i in runner.inputs],
-                      "outputs": [o.name for o in runner.outputs]}))
+    print(json.dumps({"folders": [str(f) for f in folders]}))
     return 0
 
 

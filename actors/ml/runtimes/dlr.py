@@ -161,12 +161,16 @@ class DlrRunner(Runner):
                         for n, d, shape in zip(out_names, out_dtypes, shapes, strict=True))
         super().__init__(inputs, outputs, options)
         self.backend = str(getattr(impl, "backend", ""))
+        self._serial = threading.Lock()
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.backend == "treelite":
-            values = self._model.run(next(iter(feed.values())))
-        else:
-            values = self._model.run(feed)
+        # The model keeps its inputs and outputs in place: callers that run_sync from
+        # several threads at once (the face detector's stages) take turns.
+        with self._serial:
+            if self.backend == "treelite":
+                values = self._model.run(next(iter(feed.values())))
+            else:
+                values = self._model.run(feed)
         return {info.name: np.asarray(v) for info, v in zip(self.outputs, values, strict=True)}
 
     def close(self) -> None:
