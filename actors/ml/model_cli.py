@@ -174,6 +174,16 @@ def onnx_info(path: Path) -> dict[str, Any]:
             "inputs": describe(runner.inputs), "outputs": describe(runner.outputs)}
 
 
+def variants_info(folder: Path) -> dict[str, Any]:
+    """Describe a model compiled for several input shapes (``variants.txt``)."""
+    spec = json.loads((folder / "variants.txt").read_text())
+    first = folder / "x".join(map(str, spec["variants"][0]))
+    item = dlr_info(first)
+    item["path"] = str(folder)
+    item["variants"] = {"mode": spec["mode"], "shapes": spec["variants"]}
+    return item
+
+
 def model_info(path: Path) -> list[dict[str, Any]]:
     """Descriptions of the model(s) at ``path``: a DLR folder, an .onnx file, a model folder."""
     if path.is_file():
@@ -182,12 +192,18 @@ def model_info(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: no such file or folder")
     from .models import MANIFEST, load_manifest
 
+    if (path / "variants.txt").is_file():
+        return [variants_info(path)]
+
     if (path / MANIFEST).is_file():
         manifest = load_manifest(path)
         out = []
         for role in sorted(manifest.files):
             target = manifest.path(role)
-            item = dlr_info(target) if target.is_dir() else onnx_info(target)
+            if (target / "variants.txt").is_file():
+                item = variants_info(target)
+            else:
+                item = dlr_info(target) if target.is_dir() else onnx_info(target)
             out.append({"role": role, "model": manifest.name, "task": manifest.task, **item})
         return out
     return [dlr_info(path)]
@@ -203,6 +219,10 @@ def _print_info(items: list[dict[str, Any]]) -> None:
             for t in item[kind]:
                 shape = "x".join(str(d) for d in t["shape"])
                 print(f"  {kind[:-1]:<7}{t['name']:<16}{t['dtype']:<9}{shape}")
+        if item.get("variants"):
+            v = item["variants"]
+            print(f"  compiled for {len(v['shapes'])} input shapes ({v['mode']}): "
+                  + ", ".join("x".join(map(str, shape)) for shape in v["shapes"]))
         if item.get("compiler"):
             c = item["compiler"]
             print(f"  compiled by {c.get('name')} {c.get('version')} for {c.get('target')} "

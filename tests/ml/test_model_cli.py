@@ -106,3 +106,14 @@ def test_a_compiled_folder_packs_with_its_subfolders(mobilenet_dlr: ModelManifes
     assert {"edge-model.json", "labels.txt", "model/model.so", "model/model.json",
             "model/model.params", "model/model.meta"} <= names
     assert not any(Path(n).name.startswith(".") for n in names)
+
+
+def test_info_describes_a_model_compiled_for_several_shapes(
+        mtcnn_dlr: ModelManifest, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["model", "info", str(mtcnn_dlr.folder), "--json"]) == 0
+    items = {i["role"]: i for i in json.loads(capsys.readouterr().out)}
+    assert sorted(items) == ["onet", "pnet", "rnet"]
+    assert items["pnet"]["variants"]["mode"] == "spatial"
+    assert len(items["pnet"]["variants"]["shapes"]) == 15
+    assert items["onet"]["variants"] == {"mode": "batch", "shapes": [[16, 3, 48, 48]]}
+    assert [o["name"] for o in items["onet"]["outputs"]] == ["regression", "landmarks", "prob"]
