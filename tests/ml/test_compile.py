@@ -320,3 +320,44 @@ def test_runs_from_several_threads_at_once_take_turns(
         got = list(pool.map(lambda x: _first(runner.run_sync(x)), images))
     for i, value in enumerate(got):
         np.testing.assert_array_equal(value, want[i % 2])
+
+
+SELFTEST = Path(__file__).parent / "data" / "kernels_selftest.c"
+
+
+@pytest.mark.parametrize("target", ["x86_64", "armv7l"])
+def test_the_kernels_match_naive_c_on_every_path(target: str, tmp_path: Path) -> None:
+    """Every kernel against naive C: on this machine through each instruction-set path,
+    and the armv7l (NEON) build under qemu-arm when it is installed."""
+    import shutil as _shutil
+
+    from actors.ml.compile import TARGETS
+    from actors.ml.compile._compiler import (
+        HOST,
+        KERNELS,
+        ToolchainMissing,
+        find_compiler,
+        kernel_object,
+    )
+
+    if target != "armv7l" and target != HOST:
+        pytest.skip(f"{target} is not this machine")
+    spec = TARGETS[target]
+    try:
+        cc = find_compiler(spec)
+    except ToolchainMissing as e:
+        pytest.skip(str(e))
+    runner: list[str] = []
+    if target != HOST:
+        qemu = _shutil.which("qemu-arm-static") or _shutil.which("qemu-arm")
+        if qemu is None:
+            pytest.skip("qemu-user (qemu-arm-static) is not installed to run the armv7l build")
+        runner = [qemu]
+    exe = tmp_path / f"selftest-{target}"
+    subprocess.run([cc, "-O2", "-static", *spec.flags, f"-I{KERNELS}", "-o", str(exe),
+                    str(SELFTEST), str(kernel_object(spec, cc)), "-lm"], check=True,
+                   capture_output=True)
+    for isa in (["avx512", "avx2", "portable"] if target == "x86_64" else ["neon"]):
+        done = subprocess.run([*runner, str(exe)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "EDGE_ACTORS_DLR_ISA": isa})
+        assert done.returncode == 0 and done.stdout.strip() == "ok", (isa, done.stdout)
