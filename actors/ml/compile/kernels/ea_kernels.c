@@ -125,6 +125,13 @@ EA_API int ea_conv_dw(const float* w, const float* bias, const float* slope, con
                       float hi) {
   ea_dw_args d = {w, bias, slope, x, y, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr,
                   act, lo, hi};
+#ifdef EA_X86
+  /* Rows of 8 or fewer outputs would fill half a 16-lane vector: 8 lanes do it in one. */
+  if (ea_isa() == 2 && Wo <= 8) {
+    dw_run_avx2((dw_args_avx2*)&d);
+    return 0;
+  }
+#endif
   EA_DISPATCH(dw_run, dw_args, &d);
   return 0;
 }
