@@ -124,6 +124,10 @@ def _input_shape(impl: Any, index: int) -> tuple[int | None, ...]:
     return tuple(int(d) if d >= 0 else None for d in shape)
 
 
+def _quiet(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.CRITICAL
+
+
 class DlrRunner(Runner):
     """One ``dlr.DLRModel`` on the CPU.
 
@@ -140,7 +144,11 @@ class DlrRunner(Runner):
         if not self.path.is_dir():
             raise ModelLoadError(f"{self.path}: a DLR model is a folder (.so/.json/.params)")
         dlr = import_dlr()
-        logging.getLogger("dlr").setLevel(logging.CRITICAL)  # it logs then re-raises
+        # DLR's logger announces every load at INFO and logs errors it then raises; its
+        # level is reset on each load, so a filter (which stays) keeps it quiet.
+        quiet = logging.getLogger("dlr.neologger_logger")
+        if _quiet not in quiet.filters:
+            quiet.addFilter(_quiet)
         try:
             self._model = dlr.DLRModel(str(self.path), "cpu", 0, use_default_dlr=True)
         except Exception as e:
