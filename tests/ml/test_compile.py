@@ -361,3 +361,29 @@ def test_the_kernels_match_naive_c_on_every_path(target: str, tmp_path: Path) ->
         done = subprocess.run([*runner, str(exe)], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "EDGE_ACTORS_DLR_ISA": isa})
         assert done.returncode == 0 and done.stdout.strip() == "ok", (isa, done.stdout)
+
+
+def test_the_graph_executor_splits_operators_over_threads_with_the_same_result(
+        mobilenet: ModelManifest, mobilenet_dlr: ModelManifest, chelsea: Path) -> None:
+    from actors.ml.runtimes._graph_exec import GraphExecutorRunner
+
+    x = _image(chelsea, mobilenet)
+    one = GraphExecutorRunner(mobilenet_dlr.path("model"))
+    two = GraphExecutorRunner(mobilenet_dlr.path("model"), RunnerOptions(threads=2))
+    assert (one.options.threads, two.options.threads) == (1, 2)
+    calls: list[int] = []
+    assert two._pool is not None
+    launch = two._pool._launch
+
+    def counting(flambda: int, cdata: int, num_task: int) -> int:
+        calls.append(num_task)
+        return launch(flambda, cdata, num_task)
+
+    two._pool._launch = counting  # type: ignore[method-assign]
+    from actors.ml.runtimes._graph_exec import ParallelLaunch
+
+    two._pool.callback = ParallelLaunch(counting)
+    two._pool.attach(two._module.lib)
+    np.testing.assert_array_equal(_first(two.run_sync(x)), _first(one.run_sync(x)))
+    assert len(calls) > 20  # the convolutions went through the pool
+    two.close()

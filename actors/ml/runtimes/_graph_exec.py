@@ -52,6 +52,45 @@ PackedFunc = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(TVMValue), ctypes.POI
                               ctypes.c_void_p)
 
 
+class ParallelGroupEnv(ctypes.Structure):
+    _fields_ = [("sync_handle", ctypes.c_void_p), ("num_task", ctypes.c_int32)]
+
+
+ParallelLambda = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.POINTER(ParallelGroupEnv),
+                                  ctypes.c_void_p)
+ParallelLaunch = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
+
+
+class ThreadPool:
+    """TVM's parallel-launch callback over Python threads: each task is a call into the
+    library (ctypes releases the GIL for it), the calling thread running task 0."""
+
+    def __init__(self, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="edge-actors-dlr")
+        self.callback = ParallelLaunch(self._launch)
+
+    def _launch(self, flambda: int, cdata: int, num_task: int) -> int:
+        tasks = self.threads if num_task <= 0 else min(num_task, self.threads)
+        env = ParallelGroupEnv(None, tasks)
+        func = ParallelLambda(flambda)
+        futures = [self._pool.submit(func, i, ctypes.byref(env), cdata) for i in range(1, tasks)]
+        failed = func(0, ctypes.byref(env), cdata) != 0
+        for future in futures:
+            failed |= future.result() != 0
+        return -1 if failed else 0
+
+    def attach(self, lib: ctypes.CDLL) -> None:
+        """Point the library's ``__TVMBackendParallelLaunch`` at this pool."""
+        slot = ctypes.c_void_p.in_dll(lib, "__TVMBackendParallelLaunch")
+        slot.value = ctypes.cast(self.callback, ctypes.c_void_p).value
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
 class GraphError(ModelLoadError):
     """The graph, params or library of a folder cannot be run."""
 
@@ -212,22 +251,34 @@ class GraphExecutorRunner(Runner):
     """The DLR runtime without libdlr: this executor runs the folder's graph.
 
     Used where DLR has no build (armv7l here) or when ``EDGE_ACTORS_DLR=executor``.
-    Runs on the calling thread (the library's parallel-launch hook stays unset),
-    one run at a time. Outputs are the same as libdlr's, bit for bit: the same
-    kernels run on the same buffers.
+    With ``options.threads`` > 1 (default 1), operators split their work over that
+    many threads through the library's parallel-launch hook (as libdlr's pool does);
+    one run at a time. Outputs are the same as libdlr's, bit for bit: the
+    same kernels run on the same buffers, each output element by one task.
     """
 
     runtime = "dlr"
     backend = "edge-actors graph executor"
 
     def __init__(self, folder: str | Path, options: RunnerOptions | None = None) -> None:
-        options = RunnerOptions(threads=1, concurrency=1,
-                                nice=(options or RunnerOptions()).nice)
+        given = options or RunnerOptions()
+        # One thread unless asked: each parallel operator costs a Python hand-off (tens of
+        # microseconds), which pays only on idle cores and large layers.
+        threads = max(1, given.threads)
+        options = RunnerOptions(threads=threads, concurrency=1, nice=given.nice)
         self.path = Path(folder)
         if not self.path.is_dir():
             raise ModelLoadError(f"{self.path}: a DLR model is a folder (.so/.json/.params)")
         lib, graph, params, meta_path = folder_files(self.path)
         self._module = GraphModule(graph, lib, params)
+        self._pool: ThreadPool | None = None
+        if threads > 1:
+            self._pool = ThreadPool(threads)
+            try:
+                self._pool.attach(self._module.lib)
+            except ValueError:  # a library without the hook runs on one thread
+                self._pool.close()
+                self._pool = None
         meta: dict[str, Any] = {}
         if meta_path is not None:
             try:
@@ -254,4 +305,6 @@ class GraphExecutorRunner(Runner):
                     for i, info in enumerate(self.outputs)}
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         self._module = None  # type: ignore[assignment]
