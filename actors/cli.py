@@ -158,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: this machine; keys as in a manifest's Platform)")
     p.add_argument("files", nargs="+", type=Path)
 
+    from .ml.model_cli import add_commands as add_model_commands
+
+    add_model_commands(sub)  # compile, model info|run
+
     bench = sub.add_parser("bench", help="run the benchmark harness (python -m bench)",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -524,6 +528,11 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args.args)
     if args.command == "recipe":
         return _check(args.files, args.platform)
+    if args.command in ("compile", "model"):
+        from .ml import model_cli
+
+        return (model_cli.compile_command if args.command == "compile"
+                else model_cli.model_command)(args)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run

