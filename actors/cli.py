@@ -44,6 +44,8 @@ def _deployment_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .fleet import _cli as fleet_cli
+
     parser = argparse.ArgumentParser(
         prog="edge-actors",
         description="An asyncio actor runtime that deploys and supervises Greengrass v2 "
@@ -98,8 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 
     component = sub.add_parser("component", help="components deployed under --root")
     csub = component.add_subparsers(dest="verb", required=True)
-    p = csub.add_parser("list", help="list the deployed components and their versions")
+    p = csub.add_parser("list", help="list the deployed components and their versions "
+                        "(with --registry: the versions published there)")
     _root(p)
+    fleet_cli.registry_flags(p, required=False)
     p = csub.add_parser("details", help="one component's version and configuration")
     _root(p)
     p.add_argument("-n", "--name", required=True)
@@ -108,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
         p = csub.add_parser(verb, help=f"{text}, in the running runtime")
         _root(p)
         p.add_argument("-n", "--names", required=True, help="the component")
+    fleet_cli.add_component_verbs(csub)
+    fleet_cli.add_fleet(sub)
 
     logs = sub.add_parser("logs", help="component logs (JSON lines under <root>/logs)")
     lsub = logs.add_subparsers(dest="verb", required=True)
@@ -403,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(args.args)
     if args.command == "recipe":
         return _check(args.files)
+    if args.command == "fleet" or (args.command == "component" and (
+            args.verb == "publish" or getattr(args, "registry", None))):
+        from .fleet._cli import main as fleet_main
+
+        return fleet_main(args)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run
