@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
     _root(run)
     _deployment_flags(run)
-    run.add_argument("--thing-name", default="edge-actors-local",
+    run.add_argument("--thing-name", "--thing", default="edge-actors-local",
                      help="{iot:thingName}, and the MQTT client id (default: edge-actors-local)")
     run.add_argument("--platform-override", metavar="JSON",
                      help='manifest platform keys to replace or add, e.g. '
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="with --exit-when-done, the seconds to wait (default: 600)")
+    fleet_cli.device_flags(run)
     run.add_argument("--watch", type=Path, metavar="DIR",
                      help="keep the deployed inference components (those configured with an "
                      "ImageDirectory) watching DIR: each image written there is classified "
@@ -237,6 +238,10 @@ async def _serve(nucleus: Any, args: argparse.Namespace) -> int:
 
     async with nucleus:
         code = 0
+        if getattr(args, "broker", None):  # fleet deployments: `run --broker --registry`
+            from .fleet._cli import start_agent
+
+            await start_agent(nucleus, args)
         update = _update_config(args.update_config)
         if args.watch is not None:
             update = _watching(args, update)

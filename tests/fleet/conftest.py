@@ -44,3 +44,14 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, bool]]:
+    # The fleet tests start real runtimes by the dozen: they run once, on the runtime's
+    # own loop (uvloop where it is installed), not once per loop as the other tests do.
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return ("asyncio", {"use_uvloop": False})
+    return ("asyncio", {"use_uvloop": True})

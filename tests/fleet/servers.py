@@ -111,6 +111,7 @@ class Pki:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.paths = make_pki(folder, "fleet-controller")
         self.ca = self.paths["ca"]
         self.server = (self.paths["server_cert"], self.paths["server_key"])

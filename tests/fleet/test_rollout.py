@@ -1,0 +1,82 @@
+"""Fleet deployments end to end: real runtimes (several per process, a root folder each),
+mosquitto with TLS client certificates and the generated ACLs, SeaweedFS as the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from actors.component import State
+from actors.fleet._model import AbortCriterion, Rollout
+
+from .fleet import Fleet, devices
+from .servers import RegistryServer
+
+pytestmark = pytest.mark.anyio
+
+STACK_1 = {"test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
+          need_mosquitto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    # The devices' runtimes reach the registry with read-only credentials.
+    for key, value in registry_server.environment(registry_server.device).items():
+        monkeypatch.setenv(key, value)
+    made = Fleet(tmp_path, registry_server, registry_url)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def versions(device: object) -> dict[str, str]:
+    return {n: s.version for n, s in device.nucleus.status.items()}  # type: ignore[attr-defined]
+
+
+async def test_twenty_devices_then_a_broken_version_rolls_back_and_aborts(fleet: Fleet) -> None:
+    things = [f"dev-{i:02}" for i in range(20)]
+    await fleet.publish(STACK_1)
+    async with fleet.registry() as registry:
+        await registry.add_to_group("line-1", things)
+    async with devices(fleet, things) as running:
+        result = await fleet.deploy("thinggroup/line-1", {"test.App": "1.0.0"})
+        assert result.counts() == {"SUCCEEDED": 20}, result.to_json()
+        for device in running.values():
+            assert versions(device) == STACK_1
+            assert {s.state for s in device.nucleus.status.values()} == {State.RUNNING}
+        report = result.executions["dev-07"]
+        assert report.detailed == "SUCCESSFUL"
+        assert report.components["test.App"] == {"version": "1.0.0", "state": "RUNNING"}
+
+        # A new version whose install fails: each device that takes it rolls back; the
+        # rollout stops once half of at least 3 executed devices failed.
+        await fleet.publish({"test.App": "2.0.0"}, broken=True)
+        broken = await fleet.deploy(
+            "thinggroup/line-1", {"test.App": "2.0.0"},
+            rollout=Rollout(maximum_per_minute=600, base_rate_per_minute=60,
+                            increment_factor=2, succeeded_to_increase=5),
+            abort=(AbortCriterion("FAILED", 50, 3),))
+        counts = broken.counts()
+        assert broken.aborted.startswith("abort criterion met: FAILED >= 50%")
+        assert counts["FAILED"] >= 3
+        assert counts["CANCELED"] >= 12, broken.to_json()
+        assert set(counts) <= {"FAILED", "CANCELED"}
+        for thing, execution in broken.executions.items():
+            device = running[thing]
+            assert versions(device) == STACK_1, thing  # rolled back, or never touched
+            ids = [r.deployment_id for r in device.nucleus.history()]
+            if execution.status == "FAILED":
+                assert execution.detailed == "FAILED_ROLLBACK_COMPLETE"
+                assert "test.App: install step exited with code 1" in execution.cause
+                assert ids[-1] == broken.deployment.deployment_id
+            else:
+                assert broken.deployment.deployment_id not in ids, thing
+    # The controller's view is in the registry.
+    async with fleet.registry() as registry:
+        saved = await registry.get_json(registry.status_key(broken.deployment.deployment_id))
+    assert saved["summary"] == dict(sorted(counts.items()))
+    assert orjson.dumps(saved)  # plain JSON
