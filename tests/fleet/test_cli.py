@@ -12,13 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from .conftest import write
 from .fleet import Fleet
 from .servers import RegistryServer
-
-pytestmark = pytest.mark.anyio
 
 SLOW_APP = """\
 RecipeFormatVersion: '2020-01-25'
@@ -80,9 +79,9 @@ def wait_for(condition: object, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-async def test_device_process_deploy_status_devices_and_kill_9(fleet: Fleet,
-                                                               tmp_path: Path) -> None:
-    await fleet.publish({"test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"})
+def test_device_process_deploy_status_devices_and_kill_9(fleet: Fleet, tmp_path: Path) -> None:
+    anyio.run(fleet.publish, {"test.Runtime": "1.0.0", "test.Model": "1.0.0",
+                              "test.App": "1.0.0"})
     published = cli(fleet, "component", "publish", "--recipe",
                     str(write(tmp_path / "slow.yaml", SLOW_APP)), "--registry", fleet.url)
     assert published.returncode == 0, published.stderr
