@@ -10,8 +10,10 @@ is sent again on the next: at least once, in order per key.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,8 @@ class Link:
         from ..ipc._mqtt_client import Client
 
         s = self.settings
+        if not s.client_id:
+            s = self.settings = dataclasses.replace(s, client_id=f"fleet-{uuid.uuid4().hex[:12]}")
         context = await anyio.to_thread.run_sync(s.tls_context)
         will = None if self.will is None else aiomqtt.Will(self.will[0], self.will[1], qos=1,
                                                            retain=True)

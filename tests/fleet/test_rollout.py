@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import orjson
 import pytest
 
 from actors.component import State
+from actors.fleet._controller import RolloutResult
 from actors.fleet._model import AbortCriterion, Rollout
 
-from .fleet import Fleet, devices
+from .fleet import Fleet, devices, start_device
 from .servers import RegistryServer
 
 pytestmark = pytest.mark.anyio
@@ -80,3 +82,41 @@ async def test_twenty_devices_then_a_broken_version_rolls_back_and_aborts(fleet:
         saved = await registry.get_json(registry.status_key(broken.deployment.deployment_id))
     assert saved["summary"] == dict(sorted(counts.items()))
     assert orjson.dumps(saved)  # plain JSON
+
+
+async def test_offline_devices_catch_up_and_a_broker_restart_loses_nothing(
+        fleet: Fleet) -> None:
+    things = [f"dev-{i}" for i in range(8)]
+    online, offline = things[:6], things[6:]  # a quarter never connected yet
+    await fleet.publish(STACK_1)
+    async with fleet.registry() as registry:
+        await registry.add_to_group("line-2", things)
+    results: list[RolloutResult] = []
+
+    async def deploy() -> None:
+        results.append(await fleet.deploy(
+            "thinggroup/line-2", {"test.App": "1.0.0"},
+            rollout=Rollout(maximum_per_minute=240)))  # one every 0.25 s
+
+    async with devices(fleet, online) as running, anyio.create_task_group() as tg:
+        tg.start_soon(deploy)
+        # The broker dies (kill -9) and comes back as the first device got its notice:
+        # the rest are notified, and report, through the restarted broker.
+        while not any(d.agent.link.received for d in running.values()):
+            await anyio.sleep(0.01)
+        fleet.broker.restart()
+        while sum(d.agent.applied for d in running.values()) < len(online):
+            await anyio.sleep(0.05)
+        for thing in offline:  # they start now: their retained notices are waiting
+            running[thing] = await start_device(fleet, tg, thing)
+        while not results:
+            await anyio.sleep(0.05)
+        result = results[0]
+        assert result.counts() == {"SUCCEEDED": 8}, result.to_json()
+        for device in running.values():
+            assert versions(device) == STACK_1
+            # Applied once, whatever was sent again after the restart.
+            assert [r.deployment_id for r in device.nucleus.history()] == [
+                result.deployment.deployment_id]
+        for thing in offline:
+            running[thing].scope.cancel()
