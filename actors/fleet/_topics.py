@@ -79,5 +79,5 @@ def mosquitto_acl(controllers: list[str]) -> str:
              f"pattern write {PREFIX}/%u/connection",
              ""]
     for name in controllers:
-        lines += [f"user {name}", f"topic readwrite {PREFIX}/#", ""]
+        lines += [f"user {name}", "topic readwrite fleet/#", ""]
     return "\n".join(lines)

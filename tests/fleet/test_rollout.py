@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from actors.component import State
-from actors.fleet._controller import RolloutResult
+from actors.fleet._controller import RolloutResult, cancel_topic
 from actors.fleet._model import AbortCriterion, Rollout
+from actors.fleet._status import publish_once
 
 from .fleet import Fleet, devices, start_device
 from .servers import RegistryServer
@@ -120,3 +121,30 @@ async def test_offline_devices_catch_up_and_a_broker_restart_loses_nothing(
                 result.deployment.deployment_id]
         for thing in offline:
             running[thing].scope.cancel()
+
+
+async def test_cancel_stops_the_rollout(fleet: Fleet) -> None:
+    things = [f"dev-{i}" for i in range(3)]
+    await fleet.publish(STACK_1)
+    async with fleet.registry() as registry:
+        await registry.add_to_group("line-3", things)
+    results: list[RolloutResult] = []
+    async with devices(fleet, things) as running, anyio.create_task_group() as tg:
+        async def deploy() -> None:
+            results.append(await fleet.deploy(
+                "thinggroup/line-3", {"test.App": "1.0.0"},
+                rollout=Rollout(maximum_per_minute=2)))  # the next one in 30 s
+
+        tg.start_soon(deploy)
+        while not any(d.agent.applied for d in running.values()):
+            await anyio.sleep(0.05)
+        async with fleet.registry() as registry:
+            ids = (await registry.get_json(registry.target_key("thinggroup/line-3")))
+        # What `edge-actors fleet cancel` sends.
+        await publish_once(fleet.settings(), cancel_topic(ids["deploymentId"]),
+                           b'{"canceled": true}', retain=True)
+    result = results[0]
+    assert result.aborted == "canceled"
+    assert result.counts() == {"SUCCEEDED": 1, "CANCELED": 2}, result.to_json()
+    touched = [t for t, d in running.items() if d.nucleus.history()]
+    assert touched == [t for t, e in result.executions.items() if e.status == "SUCCEEDED"]
