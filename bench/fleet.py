@@ -13,7 +13,9 @@ benchmark measures those).
   to bind), against the floor measured in the same run: the same number of
   devices as bare aiomqtt clients, a bare controller publishing one QoS 1
   notice to each and waiting for two QoS 1 status messages back from each
-  (IN_PROGRESS, SUCCEEDED). Goal: within 2x of the floor.
+  (IN_PROGRESS, SUCCEEDED). Goal: within 2x of the floor. A second floor adds
+  what the design needs beyond the broker: one S3 GET per device (the
+  deployment document), with a bare aiobotocore client.
 - MQTT messages and S3 requests per device per deployment (a constant: no
   artifact is fetched by a simulated device).
 - the controller's peak RSS (a child process running ``fleet deploy`` against
@@ -190,8 +192,32 @@ def _fast_rollout() -> Any:
     return Rollout(maximum_per_minute=10_000_000)
 
 
-async def _floor(port: int, count: int, sample: int) -> dict[str, float]:
-    """Bare aiomqtt: one QoS 1 notice to each device, two QoS 1 status messages back."""
+async def _floor(port: int, count: int, sample: int, servers: _Servers | None = None
+                 ) -> dict[str, float]:
+    """Bare aiomqtt: one QoS 1 notice to each device, two QoS 1 status messages back; with
+    ``servers``, each device also GETs a document from S3 (one bare aiobotocore client)."""
+    import orjson
+
+    async with contextlib.AsyncExitStack() as stack:
+        get = None
+        if servers is not None:
+            from aiobotocore.session import AioSession  # type: ignore[import-untyped, unused-ignore]
+
+            s3 = await stack.enter_async_context(AioSession().create_client(
+                "s3", endpoint_url=servers.s3.endpoint, region_name="us-east-1",
+                aws_access_key_id=servers.s3.access_key,
+                aws_secret_access_key=servers.s3.secret_key))
+            key = "fleet/components/bench.App/1.0.0/recipe.json"
+            await s3.head_object(Bucket="models", Key=key)
+
+            async def get() -> None:
+                answer = await s3.get_object(Bucket="models", Key=key)
+                async with answer["Body"] as body:
+                    orjson.loads(await body.read())
+        return await _floor_run(port, count, sample, get)
+
+
+async def _floor_run(port: int, count: int, sample: int, get: Any) -> dict[str, float]:
     import anyio
     import orjson
 
@@ -209,6 +235,8 @@ async def _floor(port: int, count: int, sample: int) -> dict[str, float]:
             async for message in client.messages:
                 notice = orjson.loads(message.payload)  # type: ignore[arg-type]
                 for status in ("IN_PROGRESS", "SUCCEEDED"):
+                    if get is not None and status == "SUCCEEDED":
+                        await get()
                     await client.publish(f"{prefix}/{i}/update", orjson.dumps(
                         {"deploymentId": notice["id"], "status": status}), qos=1)
 
@@ -353,6 +381,11 @@ def build(settings: Settings) -> list[Case]:
         port = servers().port
         return run_on("uvloop", lambda: _floor(port, count, state["n"]))
 
+    def floor_s3() -> dict[str, float]:
+        state["n"] += 1
+        up = servers()
+        return run_on("uvloop", lambda: _floor(up.port, count, state["n"], up))
+
     def per_device() -> dict[str, float]:
         last = state.get("last") or (ours() and state["last"])
         return {"messages": last["messages"], "s3": last["s3"]}
@@ -365,9 +398,12 @@ def build(settings: Settings) -> list[Case]:
                  Contender("ours", "ours", ours, "controller + DeviceAgents (simulated runtimes)"),
                  Contender("bare-aiomqtt", "bound", floor,
                            "one QoS 1 notice out, two QoS 1 status messages back per device"),
+                 Contender("bare-aiomqtt+s3", "bound", floor_s3,
+                           "the same, and one S3 GET per device (bare aiobotocore)"),
              ),
-             comparisons=compare_each([("ours", "bare-aiomqtt")], metrics=("time",),
-                                      goal=WITHIN_2X),
+             comparisons=(*compare_each([("ours", "bare-aiomqtt")], metrics=("time",),
+                                        goal=WITHIN_2X),
+                          *compare_each([("ours", "bare-aiomqtt+s3")], metrics=("time",))),
              samples=settings.pick(3, 1), warmup=settings.pick(1, 0),
              params={"devices": count}),
         Case(name=f"{count} devices: per device per deployment",

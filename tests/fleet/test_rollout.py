@@ -13,8 +13,10 @@ import pytest
 from actors.component import State
 from actors.fleet._controller import RolloutResult, cancel_topic
 from actors.fleet._model import AbortCriterion, Rollout
-from actors.fleet._status import publish_once
+from actors.fleet._status import merge_status, publish_once, retained
+from actors.fleet._topics import update_filter
 
+from .conftest import write
 from .fleet import Fleet, devices, start_device
 from .servers import RegistryServer
 
@@ -148,3 +150,29 @@ async def test_cancel_stops_the_rollout(fleet: Fleet) -> None:
     assert result.counts() == {"SUCCEEDED": 1, "CANCELED": 2}, result.to_json()
     touched = [t for t, d in running.items() if d.nucleus.history()]
     assert touched == [t for t, e in result.executions.items() if e.status == "SUCCEEDED"]
+
+
+async def test_a_device_past_the_timeout_is_timed_out_and_its_later_report_shows(
+        fleet: Fleet) -> None:
+    from .test_cli import SLOW_APP
+
+    await fleet.publish({"test.Runtime": "1.0.0"})
+    async with fleet.registry() as registry:
+        await registry.publish(write(fleet.folder / "slow.yaml", SLOW_APP.replace(
+            "sleep 60", "sleep 3")), None)
+    async with devices(fleet, ["dev-a"]) as running:
+        result = await fleet.deploy("thing/dev-a", {"test.App": "1.1.0"}, timeout_seconds=1.0)
+        execution = result.executions["dev-a"]
+        assert execution.status == "TIMED_OUT"
+        assert execution.cause == "no result within 1 s of IN_PROGRESS"
+        while not running["dev-a"].agent.applied:
+            await anyio.sleep(0.05)
+        await running["dev-a"].agent.link.wait_sent()
+    # `fleet status`: the device's own report (retained) wins over the controller's view.
+    async with fleet.registry() as registry:
+        saved = await registry.get_json(registry.status_key(result.deployment.deployment_id))
+    reports = await retained(fleet.settings(),
+                             update_filter(result.deployment.deployment_id))
+    view = merge_status(result.deployment.to_json(), saved, reports)
+    assert saved["summary"] == {"TIMED_OUT": 1}
+    assert view["summary"] == {"SUCCEEDED": 1}
