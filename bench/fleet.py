@@ -360,7 +360,7 @@ def build(settings: Settings) -> list[Case]:
     _mosquitto()
     if shutil.which("sh") is None:
         raise Skip("no sh")
-    count = settings.pick(200, 20)
+    count = settings.pick(200, 10)
     state: dict[str, Any] = {"stack": contextlib.ExitStack(), "servers": None, "n": 0}
 
     def servers() -> _Servers:
@@ -390,7 +390,7 @@ def build(settings: Settings) -> list[Case]:
         last = state.get("last") or (ours() and state["last"])
         return {"messages": last["messages"], "s3": last["s3"]}
 
-    sizes = settings.pick((100, 1000), (10, 30))
+    sizes = settings.pick((100, 1000), (10,))
     cases = [
         Case(name=f"{count} devices, one deployment of a 3-component stack",
              metrics=(TIME,),

@@ -208,6 +208,12 @@ class DeviceAgent:
         groups = self.state["groups"]
         if document is not None and (status is ExecutionStatus.SUCCEEDED
                                      or document.failure_handling == "DO_NOTHING"):
+            replaced = groups.get(group, {}).get("deploymentId")
+            if replaced and replaced != deployment_id:
+                # The group's previous deployment is over for this device: its retained
+                # report goes (the controller's view of it stays in the registry), so the
+                # broker keeps one report per device and group, not one per deployment.
+                self.link.publish(topics.update(self.thing, replaced), b"", retain=True)
             if document.components:
                 groups[group] = {"deploymentId": deployment_id,
                                  "roots": dict(document.components)}

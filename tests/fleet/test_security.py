@@ -88,3 +88,12 @@ async def test_a_tampered_artifact_fails_that_device_and_keeps_the_previous_vers
         assert {n: s.version for n, s in status.items()} == {
             "test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"}
         assert str(status["test.Model"].state) == "RUNNING"
+        # A later deployment to the device succeeds: the broker keeps its report, and
+        # drops the retained report of the deployment it replaced.
+        third = await fleet.deploy("thing/dev-a", {"test.App": "1.0.0", "test.Model": "1.0.0"})
+        assert third.counts() == {"SUCCEEDED": 1}
+        await running["dev-a"].agent.link.wait_sent()
+    first_id, third_id = first.deployment.deployment_id, third.deployment.deployment_id
+    assert await retained(fleet.settings(), topics.update_filter(first_id)) == {}
+    kept = await retained(fleet.settings(), topics.update_filter(third_id))
+    assert kept["dev-a"]["status"] == "SUCCEEDED"
