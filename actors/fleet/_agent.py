@@ -2,7 +2,8 @@
 
 A :class:`DeviceAgent` runs beside a :class:`~actors.nucleus.Nucleus` and uses
 only its embedding API. For each notice (the current deployment of one of the
-device's groups) it reads the deployment document from the registry, writes
+device's groups) it takes the deployment document (inside the notice when it
+is small, as IoT Jobs carries it; else read from the registry), writes
 its recipes to a folder under the root, and hands a
 :class:`~actors.deploy.DeploymentRequest` for that group to
 :meth:`Nucleus.deploy`: the same queue, plan, artifact cache and rollback as a
@@ -169,6 +170,9 @@ class DeviceAgent:
         await self._finish(group, deployment_id, document, record)
 
     async def _document(self, notice: Mapping[str, Any]) -> FleetDeployment:
+        inline = notice.get("deploymentDocument")
+        if isinstance(inline, dict) and inline.get("deploymentId") == notice["deploymentId"]:
+            return FleetDeployment.from_json(inline)  # small ones travel in the notice
         if self._registry is None:
             self._registry = await self._stack.enter_async_context(
                 Registry(self.registry_url, self.s3))
@@ -223,12 +227,16 @@ class DeviceAgent:
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:
             del reported[old]
-        await anyio.to_thread.run_sync(self.store.save, self.state)
+        await anyio.to_thread.run_sync(self._save, deployment_id)
         self._publish_update(deployment_id, report)
         self.applied += 1
         self.last = {"deploymentId": deployment_id, "groupName": group, "status": str(status)}
         self._health_due.set()
-        await anyio.to_thread.run_sync(_remove_tree, self.folder / "recipes" / deployment_id)
+
+    def _save(self, deployment_id: str) -> None:
+        """The agent's state, durably; the deployment's recipe folder goes (one thread hop)."""
+        self.store.save(self.state)
+        _remove_tree(self.folder / "recipes" / deployment_id)
 
     def _components(self, versions: Mapping[str, str]) -> dict[str, dict[str, str]]:
         return {name: {"version": version,

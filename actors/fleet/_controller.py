@@ -32,7 +32,7 @@ import orjson
 from . import _topics as topics
 from ._errors import FleetError, NotInRegistry
 from ._link import BrokerSettings, Link
-from ._model import ExecutionStatus, FleetDeployment, notice
+from ._model import INLINE_LIMIT, ExecutionStatus, FleetDeployment, notice
 from ._registry import Registry
 
 log = logging.getLogger("actors.fleet.controller")
@@ -87,9 +87,13 @@ class RolloutResult:
 class Controller:
     """Creates and rolls out fleet deployments through ``registry`` and the broker."""
 
-    def __init__(self, registry: Registry, broker: BrokerSettings) -> None:
+    def __init__(self, registry: Registry, broker: BrokerSettings, *,
+                 inline_limit: int = INLINE_LIMIT) -> None:
+        """``inline_limit``: the largest document (bytes of JSON) sent inside each notice;
+        devices read a larger one from the registry (0: always from the registry)."""
         self.registry = registry
         self.broker = broker
+        self.inline_limit = inline_limit
 
     async def things(self, target: str) -> list[str]:
         kind, _, name = target.partition("/")
@@ -138,6 +142,8 @@ class _Rollout:
         self.on_change = on_change
         self.result = RolloutResult(deployment, self.executions)
         self.changed = anyio.Event()
+        self.counts: Counter[ExecutionStatus] = Counter()
+        self.next_timeout_check = 0.0
         self.stop_reason = ""
         did = deployment.deployment_id
         # A session of its own per rollout, dropped at the end: what it missed while
@@ -147,8 +153,15 @@ class _Rollout:
         self.link = Link(broker, [topics.update_filter(did), cancel_topic(did)],
                          self._on_message)
         self.document_uri = controller.registry.url.uri("deployments", did, "deployment.json")
+        document = deployment.to_json()
+        self.inline = document if len(orjson.dumps(document)) <= controller.inline_limit \
+            else None
 
     def _set(self, execution: Execution, status: ExecutionStatus) -> None:
+        # Counted as they change: a rollout's bookkeeping stays O(1) per report.
+        if execution.status is not None:
+            self.counts[execution.status] -= 1
+        self.counts[status] += 1
         execution.status = status
         if status is ExecutionStatus.IN_PROGRESS and execution.started is None:
             execution.started = time.time()
@@ -193,13 +206,10 @@ class _Rollout:
             execution.notified = time.time()
         self._set(execution, status)
 
-    def _counts(self) -> Counter[ExecutionStatus]:
-        return Counter(e.status for e in self.executions.values() if e.status is not None)
-
     def _check_abort(self) -> None:
         if self.stop_reason:
             return
-        counts = self._counts()
+        counts = self.counts
         for criterion in self.deployment.abort:
             if criterion.met(counts):
                 self.stop_reason = (f"abort criterion met: {criterion.failure_type} "
@@ -212,9 +222,12 @@ class _Rollout:
     def _check_timeouts(self) -> float:
         """Mark overdue devices TIMED_OUT; the seconds until the next may be."""
         timeout = self.deployment.timeout_seconds
-        if timeout is None:
+        if timeout is None or not self.counts[ExecutionStatus.IN_PROGRESS]:
             return 1.0
         now, soonest = time.time(), 1.0
+        if now < self.next_timeout_check:  # a scan per 0.1 s at most, not per report
+            return self.next_timeout_check - now
+        self.next_timeout_check = now + 0.1
         for e in self.executions.values():
             if e.status is ExecutionStatus.IN_PROGRESS and e.started is not None:
                 left = e.started + timeout - now
@@ -243,7 +256,8 @@ class _Rollout:
                 self._set(e, ExecutionStatus.CANCELED)
 
     def _done(self) -> bool:
-        return all(e.status is not None and e.status.terminal for e in self.executions.values())
+        finished = sum(n for status, n in self.counts.items() if status.terminal)
+        return finished == len(self.executions)
 
     async def run(self, wait: float | None) -> RolloutResult:
         self.result.started = time.time()
@@ -298,14 +312,14 @@ class _Rollout:
                     continue  # it reported already (a retained report)
                 tokens -= 1.0
                 self.link.publish(topics.notify(thing, self.deployment.target),
-                                  notice(self.deployment, thing, self.document_uri),
+                                  notice(self.deployment, thing, self.document_uri,
+                                         self.inline),
                                   retain=True)
                 execution.notified = time.time()
                 self._set(execution, ExecutionStatus.QUEUED)
             if rollout.base_rate_per_minute is not None and rate < maximum:
-                counts = self._counts()
-                notified = sum(1 for e in self.executions.values() if e.notified is not None)
-                succeeded = counts[ExecutionStatus.SUCCEEDED]
+                notified = sum(self.counts.values())
+                succeeded = self.counts[ExecutionStatus.SUCCEEDED]
                 if (rollout.notified_to_increase and
                         notified - notified_mark >= rollout.notified_to_increase) or \
                         (rollout.succeeded_to_increase and

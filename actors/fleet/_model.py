@@ -206,8 +206,19 @@ class FleetDeployment:
             created=float(data.get("creationTimestamp", 0.0)))
 
 
-def notice(deployment: FleetDeployment, thing: str, document_uri: str) -> bytes:
-    """What a device is sent: which deployment of which group, and where its document is."""
-    return orjson.dumps({"thingName": thing, "deploymentId": deployment.deployment_id,
-                         "groupName": deployment.target, "document": document_uri,
-                         "timestamp": time.time()})
+INLINE_LIMIT = 32 * 1024
+"""The largest document sent inside the notice (IoT Jobs' job document limit): a
+larger one is read from the registry by each device, as Greengrass reads a large
+deployment document through a presigned S3 URL."""
+
+
+def notice(deployment: FleetDeployment, thing: str, document_uri: str,
+           inline: Any = None) -> bytes:
+    """What a device is sent: which deployment of which group, where its document is, and
+    the document itself when ``inline`` (its JSON) is given."""
+    body = {"thingName": thing, "deploymentId": deployment.deployment_id,
+            "groupName": deployment.target, "document": document_uri,
+            "timestamp": time.time()}
+    if inline is not None:
+        body["deploymentDocument"] = inline
+    return orjson.dumps(body)

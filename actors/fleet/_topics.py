@@ -5,7 +5,9 @@ topic                                                       direction  what
 ==========================================================  =========  ===================
 ``fleet/things/<thing>/jobs/<group>/notify``                to device  the group's current
                                                                        deployment (retained,
-                                                                       QoS 1): IoT Jobs'
+                                                                       QoS 1; its document
+                                                                       inside up to 32 KiB):
+                                                                       IoT Jobs'
                                                                        ``notify-next``
 ``fleet/things/<thing>/jobs/<deploymentId>/update``         to fleet   the device's status of
                                                                        one deployment

@@ -109,9 +109,10 @@ class Fleet:
                 await registry.publish(recipe, artifacts)
 
     async def deploy(self, target: str, components: Mapping[str, str], *,
-                     wait: float | None = 120.0, **policies: Any) -> RolloutResult:
+                     wait: float | None = 120.0, inline_limit: int = 32 * 1024,
+                     **policies: Any) -> RolloutResult:
         async with self.registry() as registry:
-            controller = Controller(registry, self.settings())
+            controller = Controller(registry, self.settings(), inline_limit=inline_limit)
             deployment = await controller.create(target, components, **policies)
             return await controller.rollout(deployment, await controller.things(target),
                                             wait=wait)

@@ -99,7 +99,8 @@ async def test_offline_devices_catch_up_and_a_broker_restart_loses_nothing(
     async def deploy() -> None:
         results.append(await fleet.deploy(
             "thinggroup/line-2", {"test.App": "1.0.0"},
-            rollout=Rollout(maximum_per_minute=240)))  # one every 0.25 s
+            rollout=Rollout(maximum_per_minute=240),  # one every 0.25 s
+            inline_limit=0))  # the devices read the document from the registry
 
     async with devices(fleet, online) as running, anyio.create_task_group() as tg:
         tg.start_soon(deploy)
@@ -118,6 +119,7 @@ async def test_offline_devices_catch_up_and_a_broker_restart_loses_nothing(
         assert result.counts() == {"SUCCEEDED": 8}, result.to_json()
         for device in running.values():
             assert versions(device) == STACK_1
+            assert device.agent.s3_requests == 1  # its document, with read-only credentials
             # Applied once, whatever was sent again after the restart.
             assert [r.deployment_id for r in device.nucleus.history()] == [
                 result.deployment.deployment_id]
