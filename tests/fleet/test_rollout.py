@@ -178,3 +178,24 @@ async def test_a_device_past_the_timeout_is_timed_out_and_its_later_report_shows
     view = merge_status(result.deployment.to_json(), saved, reports)
     assert saved["summary"] == {"TIMED_OUT": 1}
     assert view["summary"] == {"SUCCEEDED": 1}
+
+
+async def test_a_device_runs_the_union_of_its_groups_and_a_new_deployment_replaces(
+        fleet: Fleet) -> None:
+    await fleet.publish({"test.Runtime": "1.0.0", "test.Model": "1.0.0"})
+    async with fleet.registry() as registry:
+        await registry.add_to_group("cameras", ["dev-a"])
+        await registry.add_to_group("site-1", ["dev-a"])
+    async with devices(fleet, ["dev-a"]) as running:
+        device = running["dev-a"]
+        first = await fleet.deploy("thinggroup/cameras", {"test.Model": "1.0.0"})
+        second = await fleet.deploy("thinggroup/site-1", {"test.Runtime": "1.0.0"})
+        assert first.counts() == second.counts() == {"SUCCEEDED": 1}
+        assert versions(device) == {"test.Model": "1.0.0", "test.Runtime": "1.0.0"}
+        # The group's new deployment replaces its previous one: test.Model goes, what
+        # the other group deploys stays.
+        third = await fleet.deploy("thinggroup/cameras", {"test.Runtime": "1.0.0"})
+        assert third.counts() == {"SUCCEEDED": 1}
+        assert versions(device) == {"test.Runtime": "1.0.0"}
+        assert third.executions["dev-a"].components == {
+            "test.Runtime": {"version": "1.0.0", "state": "RUNNING"}}
