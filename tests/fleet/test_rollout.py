@@ -199,3 +199,21 @@ async def test_a_device_runs_the_union_of_its_groups_and_a_new_deployment_replac
         assert versions(device) == {"test.Runtime": "1.0.0"}
         assert third.executions["dev-a"].components == {
             "test.Runtime": {"version": "1.0.0", "state": "RUNNING"}}
+
+
+async def test_the_rollout_rate_rises_exponentially(fleet: Fleet) -> None:
+    # No device answers: what is observed is when each was notified. From 60 a minute,
+    # doubled each time 2 more devices were notified: gaps of 1, 0.5, 0.5, 0.25, 0.25 s.
+    things = [f"dev-{i}" for i in range(6)]
+    await fleet.publish({"test.Runtime": "1.0.0"})
+    async with fleet.registry() as registry:
+        await registry.add_to_group("slow", things)
+    result = await fleet.deploy("thinggroup/slow", {"test.Runtime": "1.0.0"}, wait=3.0,
+                                rollout=Rollout(maximum_per_minute=1000,
+                                                base_rate_per_minute=60,
+                                                increment_factor=2, notified_to_increase=2))
+    assert result.counts() == {"QUEUED": 6}
+    times = [result.executions[t].notified for t in things]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]  # type: ignore[operator]
+    assert gaps[0] > 0.8
+    assert gaps[0] > gaps[2] > gaps[4] > 0.1, gaps
