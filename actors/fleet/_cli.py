@@ -7,9 +7,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..artifacts import S3Settings
+if TYPE_CHECKING:
+    from ..artifacts import S3Settings
 
 
 def registry_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -30,6 +31,8 @@ def broker_flags(parser: argparse.ArgumentParser, required: bool = True) -> None
 
 
 def s3_settings(args: argparse.Namespace) -> S3Settings:
+    from ..artifacts import S3Settings
+
     endpoint = getattr(args, "s3_endpoint", None)
     return S3Settings(endpoint_url=endpoint, addressing_style="path" if endpoint else "auto")
 
