@@ -54,6 +54,8 @@ def _deployment_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .fleet import _cli as fleet_cli
+
     parser = argparse.ArgumentParser(
         prog="edge-actors",
         description="An asyncio actor runtime that deploys and supervises Greengrass v2 "
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
     _root(run)
     _deployment_flags(run)
-    run.add_argument("--thing-name", default="edge-actors-local",
+    run.add_argument("--thing-name", "--thing", default="edge-actors-local",
                      help="{iot:thingName}, and the MQTT client id (default: edge-actors-local)")
     run.add_argument("--platform-override", metavar="JSON",
                      help='manifest platform keys to replace or add, e.g. '
@@ -94,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="exit once every component is FINISHED (or one is BROKEN)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="with --exit-when-done, the seconds to wait (default: 600)")
+    fleet_cli.device_flags(run)
     run.add_argument("--watch", type=Path, metavar="DIR",
                      help="keep the deployed inference components (those configured with an "
                      "ImageDirectory) watching DIR: each image written there is classified "
@@ -117,8 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
     component = sub.add_parser("component", help="components deployed under --root")
     csub = component.add_subparsers(dest="verb", required=True)
-    p = csub.add_parser("list", help="list the deployed components and their versions")
+    p = csub.add_parser("list", help="list the deployed components and their versions "
+                        "(with --registry: the versions published there)")
     _root(p)
+    fleet_cli.registry_flags(p, required=False)
     p = csub.add_parser("details", help="one component's version and configuration")
     _root(p)
     p.add_argument("-n", "--name", required=True)
@@ -127,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
         p = csub.add_parser(verb, help=f"{text}, in the running runtime")
         _root(p)
         p.add_argument("-n", "--names", required=True, help="the component")
+    fleet_cli.add_component_verbs(csub)
+    fleet_cli.add_fleet(sub)
 
     logs = sub.add_parser("logs", help="component logs (JSON lines under <root>/logs)")
     lsub = logs.add_subparsers(dest="verb", required=True)
@@ -315,6 +322,10 @@ async def _serve_started(nucleus: Any, args: argparse.Namespace) -> int:
 
     async with nucleus:
         code = 0
+        if getattr(args, "broker", None):  # fleet deployments: `run --broker --registry`
+            from .fleet._cli import start_agent
+
+            await start_agent(nucleus, args)
         update = _update_config(args.update_config)
         if args.watch is not None:
             update = _watching(args, update)
@@ -533,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return (model_cli.compile_command if args.command == "compile"
                 else model_cli.model_command)(args)
+    if args.command == "fleet" or (args.command == "component" and (
+            args.verb == "publish" or getattr(args, "registry", None))):
+        from .fleet._cli import main as fleet_main
+
+        return fleet_main(args)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
     from .kernel import run

@@ -1,0 +1,284 @@
+"""The device side of fleet deployments: notices in, the runtime's deployment queue, status out.
+
+A :class:`DeviceAgent` runs beside a :class:`~actors.nucleus.Nucleus` and uses
+only its embedding API. For each notice (the current deployment of one of the
+device's groups) it takes the deployment document (inside the notice when it
+is small, as IoT Jobs carries it; else read from the registry), writes
+its recipes to a folder under the root, and hands a
+:class:`~actors.deploy.DeploymentRequest` for that group to
+:meth:`Nucleus.deploy`: the same queue, plan, artifact cache and rollback as a
+local deployment. The group's previous root components that the new
+deployment does not name are removed (a new deployment to a group replaces
+the previous one); the device's components are the union of its groups'.
+
+It reports on ``fleet/things/<thing>/jobs/<id>/update``: IN_PROGRESS, then
+SUCCEEDED or FAILED with the detailed status, the cause and each component's
+version and state; and its health on ``fleet/things/<thing>/status``.
+
+Notices are handled once: a deployment already recorded (in the agent's state
+or in the runtime's history, e.g. one rolled back after a kill -9) is reported
+again, not applied again. Of several notices for one group waiting, only the
+newest is applied; the ones it replaced are reported CANCELED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import orjson
+
+from ..artifacts import S3Settings
+from ..config import JsonStore
+from . import _topics as topics
+from ._errors import FleetError
+from ._link import BrokerSettings, Link
+from ._model import ExecutionStatus, FleetDeployment
+from ._registry import Registry
+from ._s3 import RegistryUrl
+
+if TYPE_CHECKING:
+    from ..deploy import DeploymentRecord
+    from ..nucleus import Nucleus
+
+log = logging.getLogger("actors.fleet.agent")
+
+REPORTED_KEEP = 50
+
+
+class DeviceAgent:
+    """Takes fleet deployments for ``nucleus``'s thing; run with ``await tg.start(agent.run)``."""
+
+    def __init__(self, nucleus: Nucleus, broker: BrokerSettings, registry: RegistryUrl | str,
+                 s3: S3Settings | None = None, *, health_interval: float = 0.5,
+                 registry_client: Registry | None = None) -> None:
+        """``registry_client``: an open registry client to use instead of one of its own
+        (devices simulated by the dozen in one process share one)."""
+        self.nucleus = nucleus
+        self.thing = nucleus.thing_name
+        self.registry_url = RegistryUrl.parse(registry) if isinstance(registry, str) \
+            else registry
+        self.s3 = s3
+        self.folder = nucleus.root / "fleet"
+        self.store = JsonStore(self.folder / "agent.json")
+        self.state: dict[str, Any] = {"groups": {}, "reported": {}}
+        self.health_interval = health_interval
+        self.link = Link(
+            dataclasses.replace(broker, client_id=broker.client_id or self.thing),
+            [topics.notify_filter(self.thing)], self._on_message,
+            will=(topics.connection(self.thing), orjson.dumps({"connected": False})),
+            on_connect=self._on_connect)
+        self._waiting: dict[str, dict[str, Any]] = {}  # group -> newest notice not yet applied
+        self._wake = anyio.Event()
+        self._health_due = anyio.Event()
+        self.applied = 0
+        self.s3_requests = 0
+        self.last: dict[str, Any] | None = None
+        self._registry: Registry | None = registry_client
+        self._stack = AsyncExitStack()
+
+    # -- running -----------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        self.state = await anyio.to_thread.run_sync(self.store.load,
+                                                    {"groups": {}, "reported": {}})
+        self.nucleus.on_state(lambda name, state, reason: self._health_due.set())
+        async with self._stack, anyio.create_task_group() as tg:
+            # One S3 client for the agent's life, made and connected (one HEAD request)
+            # before any notice: that costs 0.1-0.4 s of CPU (botocore's models, aiohttp's
+            # session), paid once at start-up rather than in every device's first deployment.
+            if self._registry is None:
+                self._registry = await self._stack.enter_async_context(
+                    Registry(self.registry_url, self.s3))
+                try:
+                    await self._registry.exists(self._registry.url.key("deployments", ".ready"))
+                except FleetError as exc:  # unreachable now: the first deployment says so
+                    log.warning("%s: the registry %s: %s", self.thing, self.registry_url, exc)
+            await tg.start(self.link.run)
+            tg.start_soon(self._work)
+            tg.start_soon(self._health)
+            task_status.started()
+
+    def _on_connect(self) -> None:
+        self.link.publish(topics.connection(self.thing), orjson.dumps({"connected": True}),
+                          retain=True)
+        self._health_due.set()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            return  # a cleared retained notice
+        try:
+            notice = orjson.loads(payload)
+            group, deployment_id = str(notice["groupName"]), str(notice["deploymentId"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.error("%s: ignoring a notice that is not a fleet notice on %s", self.thing, topic)
+            return
+        if notice.get("thingName") != self.thing:
+            log.error("%s: ignoring a notice for %s on %s", self.thing, notice.get("thingName"),
+                      topic)
+            return
+        replaced = self._waiting.get(group)
+        if replaced is not None and replaced["deploymentId"] != deployment_id:
+            self._report_now(str(replaced["deploymentId"]), ExecutionStatus.CANCELED,
+                             cause=f"replaced by deployment {deployment_id} before it started")
+        self._waiting[group] = notice
+        self._wake.set()
+
+    async def _work(self) -> None:
+        while True:
+            if not self._waiting:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            group = next(iter(self._waiting))
+            notice = self._waiting.pop(group)
+            try:
+                await self._handle(group, notice)
+            except Exception as exc:  # a bad document fails this deployment, not the agent
+                log.exception("%s: deployment %s failed", self.thing, notice["deploymentId"])
+                self._report_now(str(notice["deploymentId"]), ExecutionStatus.FAILED,
+                                 cause=str(exc))
+
+    # -- one deployment ----------------------------------------------------
+
+    async def _handle(self, group: str, notice: Mapping[str, Any]) -> None:
+        deployment_id = str(notice["deploymentId"])
+        reported = self.state["reported"].get(deployment_id)
+        if reported is not None:  # seen before: say it again (the broker may have lost it)
+            self._publish_update(deployment_id, reported)
+            return
+        earlier = next((r for r in self.nucleus.history()
+                        if r.deployment_id == deployment_id), None)
+        if earlier is not None:  # e.g. rolled back at start after a kill -9 mid-deployment
+            await self._finish(group, deployment_id, None, earlier)
+            return
+        self._report_now(deployment_id, ExecutionStatus.IN_PROGRESS)
+        document = await self._document(notice)
+        if document.target != group:
+            raise FleetError(f"deployment {deployment_id}: its document targets "
+                             f"{document.target}, the notice {group}")
+        request = await anyio.to_thread.run_sync(self._request, group, document)
+        record = await self.nucleus.deploy(request)
+        await self._finish(group, deployment_id, document, record)
+
+    async def _document(self, notice: Mapping[str, Any]) -> FleetDeployment:
+        inline = notice.get("deploymentDocument")
+        if isinstance(inline, dict) and inline.get("deploymentId") == notice["deploymentId"]:
+            return FleetDeployment.from_json(inline)  # small ones travel in the notice
+        if self._registry is None:
+            self._registry = await self._stack.enter_async_context(
+                Registry(self.registry_url, self.s3))
+        before = self._registry.requests
+        try:
+            data = await self._registry.document(str(notice["deploymentId"]))
+        finally:
+            self.s3_requests += self._registry.requests - before
+        return FleetDeployment.from_json(data)
+
+    def _request(self, group: str, document: FleetDeployment) -> Any:
+        from ..deploy import DeploymentRequest, FailureHandling
+
+        folder = self.folder / "recipes" / document.deployment_id
+        folder.mkdir(parents=True, exist_ok=True)
+        # The deployment's input, not state: the runtime copies what it uses into its own
+        # store, and after a crash the notice brings the document again (no fsync here).
+        for name, recipe in document.recipes.items():
+            (folder / f"{name}-{recipe.get('ComponentVersion', 'x')}.json").write_bytes(
+                orjson.dumps(recipe))
+        previous = self.state["groups"].get(group, {}).get("roots", {})
+        return DeploymentRequest(
+            merge=dict(document.components),
+            remove=[n for n in previous if n not in document.components],
+            configuration_update={n: {k: v for k, v in u.items() if v is not None}
+                                  for n, u in document.configuration_update.items()},
+            recipe_dir=folder, failure_handling=FailureHandling(document.failure_handling),
+            group=group, deployment_id=document.deployment_id)
+
+    async def _finish(self, group: str, deployment_id: str, document: FleetDeployment | None,
+                      record: DeploymentRecord) -> None:
+        status = ExecutionStatus.SUCCEEDED if record.status == "SUCCEEDED" \
+            else ExecutionStatus.FAILED
+        report = self._report(deployment_id, status, cause=record.cause,
+                              detailed=str(record.detailed_status or ""),
+                              components=self._components(record.components))
+        groups = self.state["groups"]
+        if document is not None and (status is ExecutionStatus.SUCCEEDED
+                                     or document.failure_handling == "DO_NOTHING"):
+            replaced = groups.get(group, {}).get("deploymentId")
+            if replaced and replaced != deployment_id:
+                # The group's previous deployment is over for this device: its retained
+                # report goes (the controller's view of it stays in the registry), so the
+                # broker keeps one report per device and group, not one per deployment.
+                self.link.publish(topics.update(self.thing, replaced), b"", retain=True)
+            if document.components:
+                groups[group] = {"deploymentId": deployment_id,
+                                 "roots": dict(document.components)}
+            else:
+                groups.pop(group, None)
+        reported = self.state["reported"]
+        reported[deployment_id] = report
+        for old in list(reported)[:-REPORTED_KEEP]:
+            del reported[old]
+        await anyio.to_thread.run_sync(self._save, deployment_id)
+        self._publish_update(deployment_id, report)
+        self.applied += 1
+        self.last = {"deploymentId": deployment_id, "groupName": group, "status": str(status)}
+        self._health_due.set()
+
+    def _save(self, deployment_id: str) -> None:
+        """The agent's state, durably; the deployment's recipe folder goes (one thread hop)."""
+        self.store.save(self.state)
+        _remove_tree(self.folder / "recipes" / deployment_id)
+
+    def _components(self, versions: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        return {name: {"version": version,
+                       "state": str(self.nucleus.status[name].state)
+                       if name in self.nucleus.status else "NEW"}
+                for name, version in sorted(versions.items())}
+
+    # -- reports -----------------------------------------------------------
+
+    def _report(self, deployment_id: str, status: ExecutionStatus, *, cause: str = "",
+                detailed: str = "", components: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+        return {"thingName": self.thing, "deploymentId": deployment_id, "status": str(status),
+                "statusDetails": {"detailedDeploymentStatus": detailed, "failureCause": cause,
+                                  "components": dict(components or {})},
+                "timestamp": time.time()}
+
+    def _report_now(self, deployment_id: str, status: ExecutionStatus, cause: str = "") -> None:
+        self._publish_update(deployment_id, self._report(deployment_id, status, cause=cause))
+
+    def _publish_update(self, deployment_id: str, report: Mapping[str, Any]) -> None:
+        self.link.publish(topics.update(self.thing, deployment_id), orjson.dumps(report),
+                          retain=True)
+
+    def health(self) -> dict[str, Any]:
+        return {"thingName": self.thing,
+                "components": {n: {"version": s.version, "state": str(s.state)}
+                               for n, s in sorted(self.nucleus.status.items())},
+                "groups": {g: e["deploymentId"] for g, e in self.state["groups"].items()},
+                "lastDeployment": self.last, "timestamp": time.time()}
+
+    async def _health(self) -> None:
+        # At most one health message per interval, whatever the number of state changes.
+        while True:
+            await self._health_due.wait()
+            self._health_due = anyio.Event()
+            self.link.publish(topics.status(self.thing), orjson.dumps(self.health()),
+                              retain=True)
+            await anyio.sleep(self.health_interval)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,224 @@
+"""The fleet deployment document and its policies, in the shape of Greengrass's
+CreateDeployment (``components``, ``deploymentPolicies``, ``iotJobConfiguration``).
+
+What we add: ``recipes``, the recipes of the resolved components (so a device
+reads one document, not one object per recipe), and ``timeoutConfig`` also in
+seconds (``inProgressTimeoutInSeconds``) beside IoT Jobs' minutes.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._errors import FleetError
+
+
+class ExecutionStatus(enum.StrEnum):
+    """A device's status of one deployment, as IoT Jobs names a job execution's."""
+
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    REJECTED = "REJECTED"
+    CANCELED = "CANCELED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (ExecutionStatus.QUEUED, ExecutionStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """``jobExecutionsRolloutConfig``: how fast devices are notified."""
+
+    maximum_per_minute: int = 1000
+    base_rate_per_minute: int | None = None  # exponentialRate, when set
+    increment_factor: float = 2.0
+    notified_to_increase: int | None = None  # rateIncreaseCriteria
+    succeeded_to_increase: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"maximumPerMinute": self.maximum_per_minute}
+        if self.base_rate_per_minute is not None:
+            criteria = {k: v for k, v in (("numberOfNotifiedThings", self.notified_to_increase),
+                                          ("numberOfSucceededThings",
+                                           self.succeeded_to_increase)) if v is not None}
+            out["exponentialRate"] = {"baseRatePerMinute": self.base_rate_per_minute,
+                                      "incrementFactor": self.increment_factor,
+                                      "rateIncreaseCriteria": criteria}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
+        rate = data.get("exponentialRate") or {}
+        criteria = rate.get("rateIncreaseCriteria") or {}
+        return cls(int(data.get("maximumPerMinute", 1000)), rate.get("baseRatePerMinute"),
+                   float(rate.get("incrementFactor", 2.0)),
+                   criteria.get("numberOfNotifiedThings"),
+                   criteria.get("numberOfSucceededThings"))
+
+
+@dataclass(frozen=True)
+class AbortCriterion:
+    """``abortConfig.criteriaList[]``: cancel the rollout when ``failure_type`` reaches
+    ``threshold_percentage`` of the executed devices, once ``min_executed`` have finished."""
+
+    failure_type: str  # FAILED | REJECTED | TIMED_OUT | ALL
+    threshold_percentage: float
+    min_executed: int
+    action: str = "CANCEL"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"failureType": self.failure_type, "action": self.action,
+                "thresholdPercentage": self.threshold_percentage,
+                "minNumberOfExecutedThings": self.min_executed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AbortCriterion:
+        kind = str(data.get("failureType", "FAILED")).upper()
+        if kind not in ("FAILED", "REJECTED", "TIMED_OUT", "ALL"):
+            raise FleetError(f"abort criterion failureType {kind!r}: expected FAILED, "
+                             "REJECTED, TIMED_OUT or ALL")
+        return cls(kind, float(data["thresholdPercentage"]),
+                   int(data.get("minNumberOfExecutedThings", 1)),
+                   str(data.get("action", "CANCEL")))
+
+    def met(self, counts: Mapping[ExecutionStatus, int]) -> bool:
+        executed = sum(counts.get(s, 0) for s in (
+            ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.REJECTED,
+            ExecutionStatus.TIMED_OUT))
+        if executed < max(self.min_executed, 1):
+            return False
+        kinds = (ExecutionStatus.FAILED, ExecutionStatus.REJECTED, ExecutionStatus.TIMED_OUT) \
+            if self.failure_type == "ALL" else (ExecutionStatus(self.failure_type),)
+        failures = sum(counts.get(k, 0) for k in kinds)
+        return failures * 100.0 >= self.threshold_percentage * executed
+
+
+@dataclass(frozen=True)
+class FleetDeployment:
+    """One fleet deployment: what a target (a thing group or a thing) should run."""
+
+    target: str  # "thinggroup/NAME" or "thing/NAME"
+    components: Mapping[str, str]  # root components: name -> version
+    configuration_update: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    failure_handling: str = "ROLLBACK"
+    component_update_action: str = "NOTIFY_COMPONENTS"
+    component_update_timeout: int = 60
+    rollout: Rollout = field(default_factory=Rollout)
+    abort: tuple[AbortCriterion, ...] = ()
+    timeout_seconds: float | None = None  # per device, from its IN_PROGRESS
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    deployment_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deployment_name: str = ""
+    created: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        kind, _, name = self.target.partition("/")
+        if kind not in ("thinggroup", "thing") or not name:
+            raise FleetError(f"--target {self.target!r}: expected thinggroup/NAME or thing/NAME")
+        if self.failure_handling not in ("ROLLBACK", "DO_NOTHING"):
+            raise FleetError(f"failureHandlingPolicy {self.failure_handling!r}: expected "
+                             "ROLLBACK or DO_NOTHING")
+        if self.component_update_action not in ("NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"):
+            raise FleetError(f"componentUpdatePolicy action {self.component_update_action!r}: "
+                             "expected NOTIFY_COMPONENTS or SKIP_NOTIFY_COMPONENTS")
+        unknown = set(self.configuration_update) - set(self.components) - set(self.recipes)
+        if unknown:
+            raise FleetError(f"configuration update for {', '.join(sorted(unknown))}, which "
+                             "the deployment does not include")
+
+    def to_json(self) -> dict[str, Any]:
+        components: dict[str, Any] = {}
+        for name in sorted({*self.components, *self.configuration_update}):
+            entry: dict[str, Any] = {}
+            if name in self.components:
+                entry["componentVersion"] = self.components[name]
+            update = self.configuration_update.get(name)
+            if update:
+                out: dict[str, Any] = {}
+                if update.get("merge") is not None:  # Greengrass carries MERGE as a JSON string
+                    out["merge"] = orjson.dumps(update["merge"]).decode()
+                if update.get("reset") is not None:
+                    out["reset"] = list(update["reset"])
+                entry["configurationUpdate"] = out
+            components[name] = entry
+        job: dict[str, Any] = {"jobExecutionsRolloutConfig": self.rollout.to_json()}
+        if self.abort:
+            job["abortConfig"] = {"criteriaList": [c.to_json() for c in self.abort]}
+        if self.timeout_seconds is not None:
+            job["timeoutConfig"] = {"inProgressTimeoutInMinutes": self.timeout_seconds / 60,
+                                    "inProgressTimeoutInSeconds": self.timeout_seconds}
+        return {
+            "deploymentId": self.deployment_id,
+            "deploymentName": self.deployment_name or self.deployment_id,
+            "targetArn": self.target,
+            "components": components,
+            "deploymentPolicies": {
+                "failureHandlingPolicy": self.failure_handling,
+                "componentUpdatePolicy": {"action": self.component_update_action,
+                                          "timeoutInSeconds": self.component_update_timeout}},
+            "iotJobConfiguration": job,
+            "creationTimestamp": self.created,
+            "recipes": {n: dict(r) for n, r in self.recipes.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FleetDeployment:
+        components: dict[str, str] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        for name, entry in (data.get("components") or {}).items():
+            if "componentVersion" in entry:
+                components[name] = str(entry["componentVersion"])
+            update = entry.get("configurationUpdate")
+            if update:
+                merge = update.get("merge")
+                updates[name] = {"merge": orjson.loads(merge) if isinstance(merge, str)
+                                 else merge, "reset": update.get("reset")}
+        policies = data.get("deploymentPolicies") or {}
+        update_policy = policies.get("componentUpdatePolicy") or {}
+        job = data.get("iotJobConfiguration") or {}
+        timeout = job.get("timeoutConfig") or {}
+        seconds = timeout.get("inProgressTimeoutInSeconds")
+        if seconds is None and timeout.get("inProgressTimeoutInMinutes") is not None:
+            seconds = float(timeout["inProgressTimeoutInMinutes"]) * 60
+        return cls(
+            target=str(data.get("targetArn", "")), components=components,
+            configuration_update=updates,
+            failure_handling=str(policies.get("failureHandlingPolicy", "ROLLBACK")),
+            component_update_action=str(update_policy.get("action", "NOTIFY_COMPONENTS")),
+            component_update_timeout=int(update_policy.get("timeoutInSeconds", 60)),
+            rollout=Rollout.from_json(job.get("jobExecutionsRolloutConfig") or {}),
+            abort=tuple(AbortCriterion.from_json(c) for c in
+                        (job.get("abortConfig") or {}).get("criteriaList", [])),
+            timeout_seconds=seconds, recipes=data.get("recipes") or {},
+            deployment_id=str(data["deploymentId"]),
+            deployment_name=str(data.get("deploymentName", "")),
+            created=float(data.get("creationTimestamp", 0.0)))
+
+
+INLINE_LIMIT = 32 * 1024
+"""The largest document sent inside the notice (IoT Jobs' job document limit): a
+larger one is read from the registry by each device, as Greengrass reads a large
+deployment document through a presigned S3 URL."""
+
+
+def notice(deployment: FleetDeployment, thing: str, document_uri: str,
+           inline: Any = None) -> bytes:
+    """What a device is sent: which deployment of which group, where its document is, and
+    the document itself when ``inline`` (its JSON) is given."""
+    body = {"thingName": thing, "deploymentId": deployment.deployment_id,
+            "groupName": deployment.target, "document": document_uri,
+            "timestamp": time.time()}
+    if inline is not None:
+        body["deploymentDocument"] = inline
+    return orjson.dumps(body)
