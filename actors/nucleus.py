@@ -192,7 +192,8 @@ class Nucleus:
         deployment_operations(self.ipc, submit=self.submit, history=self.history,
                               pending=self.pending)
         component_operations(self.ipc, layout=self.layout, configuration=self.configuration,
-                             table=lambda: self.status, control=self.control)
+                             table=lambda: self.status, control=self.control,
+                             pause=self.processes.pause, resume=self.processes.resume)
         inference_operations(self.ipc, ask=self.ask)
         # What components report and defer goes to its owners.
         self.ipc.on_state(lambda name, state: self._tell(self._components,

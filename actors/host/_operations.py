@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import orjson
 
+from ..component import State
 from ..errors import ActorsError
 from ..ipc import (
     CallContext,
@@ -23,6 +24,7 @@ from ..ipc import (
     ServiceError,
     only_cli,
 )
+from ..ipc._service import Handler
 from ..layout import Layout
 from ._host import ComponentStatus
 from ._messages import RestartComponent, StopComponent, UnknownComponent
@@ -31,10 +33,13 @@ from ._messages import RestartComponent, StopComponent, UnknownComponent
 def register_operations(service: IpcService, *, layout: Layout,
                         configuration: InMemoryConfiguration,
                         table: Callable[[], Mapping[str, ComponentStatus]],
-                        control: Callable[[RestartComponent | StopComponent], Awaitable[str]]
-                        ) -> None:
+                        control: Callable[[RestartComponent | StopComponent], Awaitable[str]],
+                        pause: Callable[[str], None] | None = None,
+                        resume: Callable[[str], None] | None = None) -> None:
     """Serve the component operations: ``table`` gives the host's records,
-    ``control`` restarts or stops a component (through the deployment queue)."""
+    ``control`` restarts or stops a component (through the deployment queue),
+    ``pause``/``resume`` freeze and thaw a component's processes (its cgroup's
+    freezer, or SIGSTOP/SIGCONT of its process groups)."""
 
     def details(name: str) -> dict[str, Any]:
         status = table().get(name)
@@ -83,6 +88,26 @@ def register_operations(service: IpcService, *, layout: Layout,
         text = await path.read_text(errors="replace")
         return {"componentName": name,
                 "logs": [orjson.loads(line) for line in text.splitlines()[-lines:] if line]}
+
+    def freezer(operation: str, act: Callable[[str], None]) -> Handler:
+        async def handler(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+            name = str(request.get("componentName"))
+            status = table().get(name)
+            if status is None:
+                raise ResourceNotFoundError(f"component {name} is not deployed")
+            if status.state is not State.RUNNING:
+                raise ServiceError(f"{operation}: component {name} is {status.state}, not "
+                                   "RUNNING")
+            try:
+                await anyio.to_thread.run_sync(act, name)
+            except LookupError as exc:
+                raise ServiceError(f"{operation}: {exc}") from None
+            return {}
+        return handler
+
+    if pause is not None and resume is not None:
+        service.register_operation("PauseComponent", freezer("PauseComponent", pause))
+        service.register_operation("ResumeComponent", freezer("ResumeComponent", resume))
 
     for name, handler in (("ListComponents", components), ("GetComponentDetails", component),
                           ("RestartComponent", restart), ("StopComponent", stop),

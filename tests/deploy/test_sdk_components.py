@@ -358,8 +358,19 @@ report("deployment", [status.deployment_id == created.deployment_id, status.stat
 listed = ipc.list_local_deployments().local_deployments
 report("listed", created.deployment_id in [d.deployment_id for d in listed])
 report("restart", ipc.restart_component(component_name="test.Other").restart_status)
-report("stop", ipc.stop_component(component_name="test.Other").stop_status)
 report("pause", error_of(lambda: ipc.pause_component(component_name="test.Other")))
+time.sleep(0.5)
+with open(sys.argv[2]) as ticks:
+    before = ticks.read()
+time.sleep(0.5)
+with open(sys.argv[2]) as ticks:
+    report("frozen", ticks.read() == before)
+report("resume", error_of(lambda: ipc.resume_component(component_name="test.Other")))
+time.sleep(0.5)
+with open(sys.argv[2]) as ticks:
+    report("thawed", ticks.read() != before)
+report("stop", ipc.stop_component(component_name="test.Other").stop_status)
+report("pause_stopped", error_of(lambda: ipc.pause_component(component_name="test.Other")))
 ipc.defer_component_update(deployment_id=created.deployment_id, message="busy",
                            recheck_after_ms=1000)
 report("done", True)
@@ -369,17 +380,22 @@ report("done", True)
 async def test_an_sdk_component_controls_components_with_a_cli_policy(tmp_path: Path) -> None:
     recipes = tmp_path / "recipes"
     (tmp_path / "control.py").write_text(CONTROL)
+    ticks = tmp_path / "ticks"
     recipe(recipes, "test.Control", config="""\
         accessControl:
           aws.greengrass.Cli:
             test.Control:cli:1:
               operations: ["*"]
               resources: ["*"]
+          aws.greengrass.ipc.lifecycle:
+            test.Control:lifecycle:1:
+              operations: ["aws.greengrass#PauseComponent", "aws.greengrass#ResumeComponent"]
+              resources: ["test.Other"]
     """, lifecycle=f"""\
-        Run: '"$EDGE_ACTORS_PYTHON" -u {tmp_path / "control.py"} {recipes}'
+        Run: '"$EDGE_ACTORS_PYTHON" -u {tmp_path / "control.py"} {recipes} {ticks}'
     """)
-    recipe(recipes, "test.Other", lifecycle="""\
-        Run: sleep 30
+    recipe(recipes, "test.Other", lifecycle=f"""\
+        Run: 'while true; do date +%s%N > {ticks}; sleep 0.05; done'
     """)
     lines: list[tuple[str, str]] = []
     nucleus = Nucleus(tmp_path / "root")
@@ -399,6 +415,10 @@ async def test_an_sdk_component_controls_components_with_a_cli_policy(tmp_path: 
     assert result["deployment"] == [True, "SUCCEEDED"]
     assert result["listed"] is True
     assert result["restart"] == "SUCCEEDED" and result["stop"] == "SUCCEEDED"
-    assert result["pause"][0] == "ServiceError" and "PauseComponent" in result["pause"][1]
+    # PauseComponent / ResumeComponent freeze and thaw the component's processes.
+    assert result["pause"] is None and result["frozen"] is True
+    assert result["resume"] is None and result["thawed"] is True
+    assert result["pause_stopped"][0] == "ServiceError"
+    assert "not RUNNING" in result["pause_stopped"][1]
     assert deferrals and deferrals[0].component == "test.Control"
     assert result["done"] is True
