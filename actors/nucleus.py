@@ -40,7 +40,13 @@ from .component import (
     sweep,
 )
 from .component._users import create_default_user, default_posix_user
-from .deploy import ConfigurationUpdated, DeploymentActor, DeploymentRecord, DeploymentRequest
+from .deploy import (
+    ConfigurationUpdated,
+    DeferralBoard,
+    DeploymentActor,
+    DeploymentRecord,
+    DeploymentRequest,
+)
 from .deploy._operations import register_operations as deployment_operations
 from .host import ComponentHost, ComponentStatus, ReportState, RestartComponent, StopComponent
 from .host._operations import register_operations as component_operations
@@ -90,6 +96,7 @@ class Nucleus:
         self._deployments: ActorRef | None = None
         self._components: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
+        self.deferrals = DeferralBoard()  # DeferComponentUpdate answers, by deployment
         # The IPC operations: pub/sub with each component's accessControl, the
         # configuration components read, UpdateState.
         self.configuration = InMemoryConfiguration()
@@ -185,7 +192,8 @@ class Nucleus:
 
     def _new_deployments(self) -> DeploymentActor:
         return DeploymentActor(self.layout, self.device, self.system.lookup(COMPONENTS),
-                               progress=self._progress, pending=self.pending)
+                               progress=self._progress, pending=self.pending,
+                               updates=self.ipc, deferrals=self.deferrals)
 
     def _serve_operations(self) -> None:
         """The CLI's operations, served by the rooms that own their data."""
@@ -198,7 +206,7 @@ class Nucleus:
         # What components report and defer goes to its owners.
         self.ipc.on_state(lambda name, state: self._tell(self._components,
                                                          ReportState(name, state)))
-        self.ipc.on_deferral(lambda deferral: self._tell(self._deployments, deferral))
+        self.ipc.on_deferral(self.deferrals.add)
 
     @staticmethod
     def _tell(ref: ActorRef | None, message: Any) -> None:

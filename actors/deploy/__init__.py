@@ -3,7 +3,10 @@ rollback, history, and crash-safe state under the runtime's root."""
 
 from ..host import Deployed, RestartComponent, StopComponent
 from ._deployer import (
+    ComponentUpdates,
+    ConfigurationRejected,
     ConfigurationUpdated,
+    DeferralBoard,
     Deferrals,
     DeploymentActor,
     DeploymentFailed,
@@ -12,6 +15,7 @@ from ._deployer import (
 )
 from ._model import (
     LOCAL_GROUP,
+    ComponentUpdatePolicy,
     DeploymentRecord,
     DeploymentRequest,
     DeploymentStatus,
@@ -23,7 +27,11 @@ from ._resolve import ResolutionError, resolve, start_order
 
 __all__ = [
     "LOCAL_GROUP",
+    "ComponentUpdatePolicy",
+    "ComponentUpdates",
+    "ConfigurationRejected",
     "ConfigurationUpdated",
+    "DeferralBoard",
     "Deferrals",
     "Deployed",
     "DeploymentActor",

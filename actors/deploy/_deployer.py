@@ -28,7 +28,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -57,6 +57,7 @@ from ..kernel import Actor, ActorRef, ActorsError, Later
 from ..layout import Layout
 from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe_dir
 from ._model import (
+    ComponentUpdatePolicy,
     DeploymentRecord,
     DeploymentRequest,
     DeploymentStatus,
@@ -123,6 +124,50 @@ async def _failed(exc: BaseException) -> Any:
     raise exc
 
 
+class ComponentUpdates(Protocol):
+    """What a deployment asks running components (the IPC service does it):
+    SubscribeToComponentUpdates and SubscribeToValidateConfigurationUpdates."""
+
+    def notify_component_update(self, deployment_id: str, *, post: bool = False
+                                ) -> set[str]: ...
+
+    async def validate_configuration(self, component: str, configuration: Mapping[str, Any],
+                                     deployment_id: str, timeout: float = 60.0
+                                     ) -> tuple[str, str] | None: ...
+
+
+class DeferralBoard:
+    """The DeferComponentUpdate answers components sent, by deployment; the
+    deployment that notified them waits here for them."""
+
+    def __init__(self) -> None:
+        self._by_deployment: dict[str, list[Deferral]] = {}
+        self._changed = anyio.Event()
+
+    def add(self, deferral: Deferral) -> None:
+        self._by_deployment.setdefault(deferral.deployment_id, []).append(deferral)
+        if len(self._by_deployment) > HISTORY_LENGTH:  # the oldest deployment's go
+            del self._by_deployment[next(iter(self._by_deployment))]
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def of(self, deployment_id: str) -> list[Deferral]:
+        return list(self._by_deployment.get(deployment_id, []))
+
+    async def wait(self, deployment_id: str, components: set[str], since: int,
+                   timeout: float) -> list[Deferral]:
+        """The answers after the first ``since`` of ``deployment_id``, once every one
+        of ``components`` answered or ``timeout`` seconds passed."""
+        with anyio.move_on_after(timeout):
+            while {d.component for d in self.of(deployment_id)[since:]} < components:
+                await self._changed.wait()
+        return self.of(deployment_id)[since:]
+
+
+class ConfigurationRejected(ActorsError, ValueError):
+    """A running component said the deployment's configuration for it is invalid."""
+
+
 class DeploymentFailed(ActorsError, RuntimeError):
     """A deployment failed; the record says how and what was rolled back."""
 
@@ -137,7 +182,8 @@ class DeploymentActor(Actor):
 
     def __init__(self, layout: Layout, device: Platform, host: ActorRef,
                  s3: S3Settings | None = None, progress: ProgressCallback | None = None,
-                 pending: set[str] | None = None) -> None:
+                 pending: set[str] | None = None, updates: ComponentUpdates | None = None,
+                 deferrals: DeferralBoard | None = None) -> None:
         self.layout = layout
         self.progress = progress
         self._s3 = s3
@@ -148,7 +194,8 @@ class DeploymentActor(Actor):
         self.state_store = JsonStore(layout.state)
         self.current = JsonStore(layout.current_deployment)
         self.history_store = JsonStore(layout.history)
-        self.deferrals: dict[str, list[Any]] = {}
+        self.updates = updates
+        self.deferrals = deferrals or DeferralBoard()
         # Ids queued or in progress (the embedder adds them): one leaves when it ends.
         self.pending = pending if pending is not None else set()
 
@@ -232,12 +279,7 @@ class DeploymentActor(Actor):
         if isinstance(message, ConfigurationUpdated):
             return await self._configuration_updated(message)
         if isinstance(message, Deferrals):
-            return list(self.deferrals.get(message.deployment_id, []))
-        if isinstance(message, Deferral):
-            log.info("deployment %s: %s defers its update by %d ms (%s)", message.deployment_id,
-                     message.component, message.recheck_after_ms, message.message)
-            self.deferrals.setdefault(message.deployment_id, []).append(message)
-            return None
+            return self.deferrals.of(message.deployment_id)
         raise TypeError(f"deployments: expected a DeploymentRequest, got {message!r}")
 
     async def _configuration_updated(self, message: ConfigurationUpdated) -> None:
@@ -305,7 +347,14 @@ class DeploymentActor(Actor):
                                            [artifact_spec(a) for a in recipe.artifacts],
                                            progress=self.progress,
                                            artifact_dir=request.artifact_dir)
+            # Before anything stops: the running components may defer the update
+            # and must accept their new configuration, as Greengrass asks them.
+            await self._notify(request)
+            await self._validate(request, stored)
             await self._switch(stored)
+        except ConfigurationRejected as exc:
+            return await self._finish(request, created, DetailedStatus.FAILED_NO_STATE_CHANGE,
+                                      str(exc), previous_state)
         except Exception as exc:
             cause = describe(exc)
             log.error("deployment %s failed: %s", request.deployment_id, cause)
@@ -323,7 +372,59 @@ class DeploymentActor(Actor):
                                           f"{describe(rollback_exc)}", previous_state)
             return await self._finish(request, created, DetailedStatus.FAILED_ROLLBACK_COMPLETE,
                                       cause, previous_state)
+        if self.updates is not None and \
+                request.component_update_policy is ComponentUpdatePolicy.NOTIFY_COMPONENTS:
+            self.updates.notify_component_update(request.deployment_id, post=True)
         return await self._finish(request, created, DetailedStatus.SUCCESSFUL, "", new_state)
+
+    async def _notify(self, request: DeploymentRequest) -> None:
+        """SubscribeToComponentUpdates: tell the running components, wait (up to the
+        policy's timeout) for their DeferComponentUpdate answers; while one defers,
+        wait what it asked and tell them again, as the nucleus does."""
+        if self.updates is None or \
+                request.component_update_policy is ComponentUpdatePolicy.SKIP_NOTIFY_COMPONENTS:
+            return
+        while True:
+            since = len(self.deferrals.of(request.deployment_id))
+            told = self.updates.notify_component_update(request.deployment_id)
+            if not told:
+                return
+            answers = await self.deferrals.wait(request.deployment_id, told, since,
+                                                request.component_update_timeout)
+            deferring = [d for d in answers if d.recheck_after_ms > 0]
+            if not deferring:
+                return
+            longest = max(deferring, key=lambda d: d.recheck_after_ms)
+            log.info("deployment %s: %s defers the update by %d ms (%s)",
+                     request.deployment_id, longest.component, longest.recheck_after_ms,
+                     longest.message)
+            await anyio.sleep(longest.recheck_after_ms / 1000)
+
+    async def _validate(self, request: DeploymentRequest, wanted: Mapping[str, Deployed]
+                        ) -> None:
+        """SubscribeToValidateConfigurationUpdates: each running component whose
+        configuration changes (same version) is asked; one that says REJECTED fails
+        the deployment with its message, before anything changed."""
+        if self.updates is None:
+            return
+        views = await self._components()
+        for name, deployed in wanted.items():
+            view = views.get(name)
+            if view is None or view.version != deployed.recipe.version or \
+                    view.deployed.configuration == deployed.configuration:
+                continue
+            try:
+                report = await self.updates.validate_configuration(
+                    name, deployed.configuration, request.deployment_id,
+                    timeout=request.configuration_validation_timeout)
+            except TimeoutError:
+                raise ConfigurationRejected(
+                    f"component {name} did not report on its new configuration within "
+                    f"{request.configuration_validation_timeout:g} s "
+                    "(SendConfigurationValidityReport)") from None
+            if report is not None and report[0] == "REJECTED":
+                raise ConfigurationRejected(
+                    f"component {name} rejected its new configuration: {report[1]}")
 
     async def _finish(self, request: DeploymentRequest, created: float,
                       detailed: DetailedStatus, cause: str, state: Mapping[str, Any] | None

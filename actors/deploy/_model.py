@@ -18,6 +18,13 @@ class FailureHandling(enum.StrEnum):
     DO_NOTHING = "DO_NOTHING"
 
 
+class ComponentUpdatePolicy(enum.StrEnum):
+    """Whether running components hear of a deployment first (and may defer it)."""
+
+    NOTIFY_COMPONENTS = "NOTIFY_COMPONENTS"
+    SKIP_NOTIFY_COMPONENTS = "SKIP_NOTIFY_COMPONENTS"
+
+
 class DeploymentStatus(enum.StrEnum):
     QUEUED = "QUEUED"
     IN_PROGRESS = "IN_PROGRESS"
@@ -48,6 +55,10 @@ class DeploymentRequest:
     deployment_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     # name -> {"posixUser": "user:group", "systemResourceLimits": {"memory": KB, "cpus": n}}
     run_with: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Greengrass's componentUpdatePolicy and configurationValidationPolicy (seconds).
+    component_update_policy: ComponentUpdatePolicy = ComponentUpdatePolicy.NOTIFY_COMPONENTS
+    component_update_timeout: float = 60.0
+    configuration_validation_timeout: float = 30.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +72,10 @@ class DeploymentRequest:
             "artifactsDirectoryPath": str(self.artifact_dir) if self.artifact_dir else None,
             "failureHandlingPolicy": str(self.failure_handling),
             "componentToRunWithInfo": {k: dict(v) for k, v in self.run_with.items()},
+            "componentUpdatePolicy": {"action": str(self.component_update_policy),
+                                      "timeoutInSeconds": self.component_update_timeout},
+            "configurationValidationPolicy": {
+                "timeoutInSeconds": self.configuration_validation_timeout},
         }
 
 

@@ -422,3 +422,80 @@ async def test_an_sdk_component_controls_components_with_a_cli_policy(tmp_path: 
     assert "not RUNNING" in result["pause_stopped"][1]
     assert deferrals and deferrals[0].component == "test.Control"
     assert result["done"] is True
+
+
+POLICIES = PRELUDE + """\
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
+
+ipc = GreengrassCoreIPCClientV2()
+deferred = set()
+
+def on_validate(event):
+    request = event.validate_configuration_update_event
+    ok = request.configuration.get("threshold", 0) <= 1
+    report("validated", [request.deployment_id, ok])
+    ipc.send_configuration_validity_report(
+        configuration_validity_report=ConfigurationValidityReport(
+            status="ACCEPTED" if ok else "REJECTED", deployment_id=request.deployment_id,
+            message="" if ok else "threshold must be at most 1"))
+
+def on_update(event):
+    if event.pre_update_event is not None:
+        deployment = event.pre_update_event.deployment_id
+        # The first notice of a deployment is deferred; the next one is accepted.
+        wait = 0 if deployment in deferred else 700
+        deferred.add(deployment)
+        report("pre-update", [deployment, wait])
+        ipc.defer_component_update(deployment_id=deployment, message="busy",
+                                   recheck_after_ms=wait)
+    else:
+        report("post-update", event.post_update_event.deployment_id)
+
+ipc.subscribe_to_validate_configuration_updates(on_stream_event=on_validate)
+ipc.subscribe_to_component_updates(on_stream_event=on_update)
+report("subscribed", True)
+threading.Event().wait(120)
+"""
+
+
+async def test_deployments_ask_running_components_to_defer_and_validate(
+        tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    (tmp_path / "policies.py").write_text(POLICIES)
+    recipe(recipes, "test.Careful", config="threshold: 0.5\n", lifecycle=f"""\
+        Run: '"$EDGE_ACTORS_PYTHON" -u {tmp_path / "policies.py"}'
+    """)
+    lines: list[tuple[str, str]] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_output(lambda name, line: lines.append((name, line)))
+
+    def events(key: str) -> list[Any]:
+        return [json.loads(line[7:])["value"] for name, line in lines
+                if name == "test.Careful" and line.startswith("RESULT ")
+                and json.loads(line[7:])["key"] == key]
+
+    async with nucleus:
+        first = await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
+                                                       merge={"test.Careful": "1.0.0"}))
+        assert first.detailed_status is DetailedStatus.SUCCESSFUL, first.cause
+        with anyio.fail_after(30):
+            while not events("subscribed"):
+                await anyio.sleep(0.05)
+        # A configuration the component refuses: nothing changes, its message is the cause.
+        rejected = await nucleus.deploy(DeploymentRequest(configuration_update={
+            "test.Careful": {"merge": {"threshold": 2}}}))
+        assert rejected.detailed_status is DetailedStatus.FAILED_NO_STATE_CHANGE
+        assert "test.Careful rejected its new configuration: threshold must be at most 1" \
+            in rejected.cause
+        assert nucleus.status["test.Careful"].deployed.configuration["threshold"] == 0.5
+        # One it accepts: notified, deferred once (700 ms), notified again, then applied
+        # (a process component takes a new configuration by a restart).
+        accepted = await nucleus.deploy(DeploymentRequest(configuration_update={
+            "test.Careful": {"merge": {"threshold": 0.8}}}))
+        assert accepted.detailed_status is DetailedStatus.SUCCESSFUL, accepted.cause
+        assert nucleus.status["test.Careful"].deployed.configuration["threshold"] == 0.8
+    assert [e for e in events("pre-update") if e[0] == accepted.deployment_id] == [
+        [accepted.deployment_id, 700], [accepted.deployment_id, 0]]
+    assert [rejected.deployment_id, False] in events("validated")
+    assert [accepted.deployment_id, True] in events("validated")
