@@ -62,7 +62,9 @@ class S3Client:
             session = _SESSIONS[s.profile] = AioSession(profile=s.profile)
         config = AioConfig(s3={"addressing_style": s.addressing_style},
                            connect_timeout=s.connect_timeout, read_timeout=s.read_timeout,
-                           retries={"total_max_attempts": s.attempts, "mode": "standard"},
+                           # The registry's small requests: botocore's standard retries
+                           # (the artifact store has its own outage window).
+                           retries={"total_max_attempts": s.attempts or 5, "mode": "standard"},
                            max_pool_connections=32)
         self._client = await self._stack.enter_async_context(session.create_client(
             "s3", endpoint_url=s.endpoint_url, region_name=s.region or "us-east-1",
