@@ -168,10 +168,9 @@ def test_the_runtime_starts_and_deploys_without_any_ml_runtime(tmp_path: Path) -
     ("classification", "onnxruntime", "ONNX Runtime (onnxruntime) is not installed: install it "
                                       "into the Python that runs edge-actors (pip install "
                                       "'edge-actors[onnxruntime]')"),
-    ("classification", "dlr", "DLR is not installed for x86_64 linux: install the variant.DLR "
-                              "component (pip install dlr==1.6.0"),
     ("detection", "onnxruntime", "ONNX Runtime (onnxruntime) is not installed"),
 ])
+# (DLR is never missing: without libdlr, DLR folders run on the graph executor.)
 def test_an_inference_component_without_its_runtime_says_which_and_how_to_get_it(
         staged: Path, tmp_path: Path, task: str, runtime: str, lacks: str) -> None:
     import platform
