@@ -19,8 +19,10 @@ docs/ARCHITECTURE.md). Usable from any asyncio program::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -29,17 +31,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .artifacts import Progress
-from .component import (
-    DEFAULT_POSIX_USER,
-    ComponentNotServing,
-    Containment,
-    OrphanSweeper,
-    RunWith,
-    RunWithError,
-    State,
-    sweep,
-)
-from .component._users import create_default_user, default_posix_user
+from .component import ComponentNotServing, OrphanSweeper, RunWith, State, sweep
+from .component._processes import prepare_component_user, runtime_containment
 from .deploy import (
     ConfigurationUpdated,
     DeferralBoard,
@@ -89,10 +82,7 @@ class Nucleus:
         self.error_reset_time = error_reset_time
         self._host: ComponentHost | None = None
         self._changed = anyio.Event()
-        self._listeners: list[Callable[[str, State, str], None]] = []
-        self._output_listeners: list[Callable[[str, str], None]] = []
-        self._message_listeners: list[Callable[[str, Any], None]] = []
-        self._progress_listeners: list[Callable[[Progress], None]] = []
+        self._listeners: dict[str, list[Callable[..., None]]] = defaultdict(list)
         self._deployments: ActorRef | None = None
         self._components: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
@@ -108,27 +98,24 @@ class Nucleus:
         # Tags this runtime's processes, telling them from an earlier one's orphans.
         self.instance = uuid.uuid4().hex
         # Each component's processes in a cgroup of its own (or the process-group
-        # fallback). ``run_with`` is the runtime-wide RunWith default (Greengrass's
-        # runWithDefault): as root, components run as ggc_user:ggc_group unless it
-        # names another posixUser (or $EDGE_ACTORS_COMPONENT_USER does).
-        default = run_with or RunWith()
-        if default.posix_user is None:
-            default = RunWith(default_posix_user(), default.memory_kb, default.cpus)
-        self.processes = Containment(self.root, self.instance, mode=containment,  # type: ignore[arg-type]
-                                     default=default)
+        # fallback), as its RunWith user (``run_with``: the runtime-wide default).
+        self.processes = runtime_containment(self.root, self.instance, containment, run_with)
 
     async def __aenter__(self) -> Nucleus:
         await anyio.Path(self.root).mkdir(parents=True, exist_ok=True)
         self._lock = lock_root(self.layout)
         sweep(self.root, self.instance)
-        await anyio.to_thread.run_sync(self._component_user)
+        await anyio.to_thread.run_sync(prepare_component_user, self.processes)
         try:
             await self.system.__aenter__()
         except BaseException:
             self._lock.close()
             raise
         try:
-            await self.system.spawn(self._broker, name=IPC, shutdown=10.0)
+            # A fresh broker actor (and MQTT bridge) on each start.
+            await self.system.spawn(lambda: BrokerActor.for_runtime(self.ipc, self.root,
+                                                                    self.mqtt),
+                                    name=IPC, shutdown=10.0)
             self._serve_operations()
             # A host that fails takes its components down with it; the deployment
             # queue restarts after it and starts the deployed components again.
@@ -149,11 +136,7 @@ class Nucleus:
             try:
                 await self.system.__aexit__(type(exc), exc, exc.__traceback__)
             finally:
-                try:
-                    with anyio.CancelScope(shield=True):
-                        await self.processes.close()  # what a failed start left
-                finally:
-                    self._lock.close()
+                await self._release()  # what a failed start left
             if stopping and isinstance(exc, ActorsError):
                 raise StartInterrupted(f"{self.root}: the runtime was asked to stop while "
                                        "it was starting; it stopped") from None
@@ -165,26 +148,20 @@ class Nucleus:
         try:
             return await self.system.__aexit__(exc_type, exc, tb)
         finally:
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self.processes.close()
-            finally:
-                self._lock.close()
+            await self._release()
 
-    def _broker(self) -> BrokerActor:
-        """A fresh broker actor (and bridge, when MQTT is configured) for each start."""
-        bridge = None
-        if self.mqtt is not None:
-            from .ipc import MqttBridge  # aiomqtt and the spool load only when used
-
-            bridge = MqttBridge(self.mqtt)
-        # Frames up to 16 MiB: an Infer request carries a whole image.
-        return BrokerActor(self.ipc, root=self.root, bridge=bridge, max_frame=16 << 20)
+    async def _release(self) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.processes.close()
+        finally:
+            self._lock.close()
 
     def _new_host(self) -> ComponentHost:
         self._host = ComponentHost(
             self.layout, self.ipc, self.configuration, thing_name=self.thing_name,
-            instance=self.instance, on_state=self._state, on_output=self._output,
+            instance=self.instance, on_state=self._state,
+            on_output=functools.partial(self._emit, "output"),
             publish=self.publish, error_reset_time=self.error_reset_time,
             on_configured=lambda name, version, config: self._tell(
                 self._deployments, ConfigurationUpdated(name, version, config)))
@@ -216,37 +193,23 @@ class Nucleus:
             except ActorsError as exc:
                 log.warning("could not pass on %r: %s", message, exc)
 
-    def _component_user(self) -> None:
-        """The default component user exists (Greengrass's installer creates
-        ggc_user:ggc_group), and the runtime's own files are not theirs to read."""
-        spec = self.processes.default.posix_user
-        if spec == DEFAULT_POSIX_USER:
-            try:
-                create_default_user(spec)
-            except RunWithError as exc:
-                log.error("%s", exc)  # each component's start then says so too
-        self.processes.protect()
-
     # -- deployments -------------------------------------------------------
+
+    def _queue(self, request: DeploymentRequest) -> ActorRef:
+        assert self._deployments is not None, "use the Nucleus inside `async with`"
+        self.processes.set_run_with(request.run_with)
+        self.pending.add(request.deployment_id)  # the deployment actor takes it out
+        return self._deployments
 
     async def deploy(self, request: DeploymentRequest) -> DeploymentRecord:
         """Queue a deployment and wait for its outcome (deployments apply one at a time)."""
-        assert self._deployments is not None, "use the Nucleus inside `async with`"
-        self.processes.set_run_with(request.run_with)
-        self.pending.add(request.deployment_id)
-        try:
-            record: DeploymentRecord = await self._deployments.ask(request, timeout=None)
-        finally:
-            self.pending.discard(request.deployment_id)
+        record: DeploymentRecord = await self._queue(request).ask(request, timeout=None)
         return record
 
     async def submit(self, request: DeploymentRequest) -> None:
         """Queue a deployment without waiting for it (its outcome lands in :meth:`history`;
         until then its id is in :attr:`pending`)."""
-        assert self._deployments is not None, "use the Nucleus inside `async with`"
-        self.processes.set_run_with(request.run_with)
-        self.pending.add(request.deployment_id)
-        await self._deployments.tell(request)
+        await self._queue(request).tell(request)
 
     async def control(self, message: RestartComponent | StopComponent) -> str:
         """Restart or stop a deployed component, in turn with the deployments."""
@@ -258,11 +221,9 @@ class Nucleus:
         return result
 
     async def ask(self, component: str, message: Any, timeout: float | None = 60.0) -> Any:
-        """Send ``message`` to a running component and wait for its reply: what its
-        entry point serves (``ctx.serve``), for example an ``Infer`` request of an
-        inference component. Raises ComponentNotServing for a component that is not
-        deployed or serves no requests, the handler's own error when it fails, and
-        AskTimeout after ``timeout`` seconds."""
+        """A running component's reply to ``message`` (what its entry point serves with
+        ``ctx.serve``, an ``Infer`` say). Raises ComponentNotServing (not deployed, or
+        serves nothing), the handler's own error, or AskTimeout."""
         try:
             if component not in self.status:  # never the runtime's own actors
                 raise LookupError(component)
@@ -286,7 +247,7 @@ class Nucleus:
     def on_message(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(topic, payload)`` for every message published through
         :meth:`publish` (what in-process components publish)."""
-        self._message_listeners.append(listener)
+        self._listeners["message"].append(listener)
 
     async def publish(self, topic: str, payload: Any, component: str | None = None) -> None:
         """Publish on the local bus; as ``component``, its accessControl must allow it
@@ -295,37 +256,34 @@ class Nucleus:
             await self.ipc.broker.publish("$nucleus", topic, payload)
         else:
             await self.ipc.publish_to_topic(component, topic, payload)
-        for listener in self._message_listeners:
-            listener(topic, payload)
+        self._emit("message", topic, payload)
 
     def on_progress(self, listener: Callable[[Progress], None]) -> None:
         """Call ``listener(report)`` as artifacts download (bytes, total, rate)."""
-        self._progress_listeners.append(listener)
+        self._listeners["progress"].append(listener)
 
     def _progress(self, report: Progress) -> None:
         self.ipc.broker.publish_nowait("$nucleus", "$nucleus/artifacts/progress", {
             "component": report.component, "uri": report.uri, "done": report.done,
             "total": report.total, "rate": report.rate, "finished": report.finished})
-        for listener in self._progress_listeners:
-            listener(report)
+        self._emit("progress", report)
 
     def on_state(self, listener: Callable[[str, State, str], None]) -> None:
         """Call ``listener(component, state, reason)`` on every state change."""
-        self._listeners.append(listener)
+        self._listeners["state"].append(listener)
 
     def on_output(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(component, line)`` for every line a lifecycle step prints."""
-        self._output_listeners.append(listener)
+        self._listeners["output"].append(listener)
+
+    def _emit(self, kind: str, *args: Any) -> None:
+        for listener in self._listeners[kind]:
+            listener(*args)
 
     def _state(self, name: str, version: str, state: State, reason: str) -> None:
-        for listener in self._listeners:
-            listener(name, state, reason)
+        self._emit("state", name, state, reason)
         self._changed.set()
         self._changed = anyio.Event()
-
-    def _output(self, name: str, line: str) -> None:
-        for listener in self._output_listeners:
-            listener(name, line)
 
     async def wait_states(self, names: Iterable[str], states: Iterable[State],
                           timeout: float | None = None) -> None:

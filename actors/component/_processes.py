@@ -664,6 +664,34 @@ class Containment:
 _REGISTRY: dict[tuple[Path, str], Containment] = {}
 
 
+def runtime_containment(root: Path, instance: str, mode: str = "auto",
+                        run_with: RunWith | None = None) -> Containment:
+    """The containment of a runtime's components: ``run_with`` is the runtime-wide
+    RunWith default (Greengrass's runWithDefault); as root, components run as
+    ``ggc_user:ggc_group`` unless it names another posixUser (or
+    ``$EDGE_ACTORS_COMPONENT_USER`` does)."""
+    from ._users import default_posix_user
+
+    default = run_with or RunWith()
+    if default.posix_user is None:
+        default = RunWith(default_posix_user(), default.memory_kb, default.cpus)
+    return Containment(root, instance, mode=mode, default=default)  # type: ignore[arg-type]
+
+
+def prepare_component_user(containment: Containment) -> None:
+    """The default component user exists (Greengrass's installer creates
+    ggc_user:ggc_group), and the runtime's own files are not theirs to read."""
+    from ._users import DEFAULT_POSIX_USER, RunWithError, create_default_user
+
+    spec = containment.default.posix_user
+    if spec == DEFAULT_POSIX_USER:
+        try:
+            create_default_user(spec)
+        except RunWithError as exc:
+            log.error("%s", exc)  # each component's start then says so too
+    containment.protect()
+
+
 def containment_for(root: Path, instance: str | None = None) -> Containment:
     """The runtime's Containment for ``root`` (one made with defaults if none was)."""
     root = Path(root).absolute()

@@ -20,7 +20,7 @@ from ._server import DEFAULT_MAX_FRAME, IpcServer, ServerStatistics
 from ._service import IpcService
 
 if TYPE_CHECKING:  # the bridge (aiomqtt, the spool) loads only when one is configured
-    from ._bridge import BridgeStatistics, MqttBridge
+    from ._bridge import BridgeStatistics, MqttBridge, MqttSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,18 @@ class IpcStatistics:
 
 class BrokerActor(Actor):
     """Runs ``service``'s socket server at ``<root>/ipc.socket`` and the MQTT bridge."""
+
+    @classmethod
+    def for_runtime(cls, service: IpcService, root: Path, mqtt: MqttSettings | None
+                    ) -> BrokerActor:
+        """The runtime's broker actor: the socket under ``root`` and, when ``mqtt`` is
+        given, the MQTT bridge (aiomqtt and the spool load only then)."""
+        bridge = None
+        if mqtt is not None:
+            from ._bridge import MqttBridge
+
+            bridge = MqttBridge(mqtt)
+        return cls(service, root=root, bridge=bridge)
 
     def __init__(self, service: IpcService, *, root: Path | None = None,
                  bridge: MqttBridge | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
