@@ -48,12 +48,12 @@ def _load(path: str | Path, runtime: str, options: RunnerOptions | None,
     if runtime == "dlr":
         from ._variants import VariantRunner, is_variant_folder
 
-        if is_variant_folder(path):
-            return VariantRunner(path, options, probe=probe)
         if probe and Path(path).is_dir():
             from ._probe import probe as probe_model
 
-            probe_model(path, runtime)
+            probe_model(path, runtime)  # a variants folder: every variant, in one child
+        if is_variant_folder(path):
+            return VariantRunner(path, options)
         return _dlr(path, options)
     raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
 

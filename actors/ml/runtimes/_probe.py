@@ -113,7 +113,7 @@ def _child(runtime: str, path: str) -> int:
 
     try:
         if is_variant_folder(path):  # a model compiled for several shapes: each of them
-            folders = VariantRunner(path, probe=False).variant_folders()
+            folders = VariantRunner(path).variant_folders()
         else:
             folders = [Path(path)]
         for folder in folders:

@@ -34,8 +34,8 @@ class VariantRunner(Runner):
 
     runtime = "dlr"
 
-    def __init__(self, folder: str | Path, options: RunnerOptions | None = None,
-                 *, probe: bool = True) -> None:
+    def __init__(self, folder: str | Path, options: RunnerOptions | None = None) -> None:
+        """(``load_runner`` probes the folder first: every variant in one child.)"""
         from . import load_runner
 
         self.path = Path(folder)
@@ -56,10 +56,6 @@ class VariantRunner(Runner):
         self._load = load_runner
         self._runners: dict[tuple[int, ...], Runner] = {}
         self._loading = threading.Lock()
-        if probe:
-            from ._probe import probe as probe_model
-
-            probe_model(self.path, "dlr")  # every variant, in one child process
         first = self._runner(self._shapes[0])
         free = (None, first.input.shape[1], None, None) if self._mode == "spatial" else \
             (None, *first.input.shape[1:])
