@@ -445,11 +445,17 @@ def _offline(args: argparse.Namespace) -> int:
     if args.command == "component" and _running(args.root):
         # The runtime's own view: states and what components reported (UpdateState).
         if args.verb == "list":
-            for entry in _remote(args.root, "ListComponents", {})["components"]:
-                reported = entry.get("reportedState")
-                print(f"{entry['componentName']}  {entry['version']}  {entry['state']}"
-                      + (f"  (reported {reported})" if reported else ""))
-            return 0
+            token = None
+            while True:  # page by page: a device may run many components
+                answer = _remote(args.root, "ListComponents",
+                                 {"maxResults": 500, **({"nextToken": token} if token else {})})
+                for entry in answer["components"]:
+                    reported = entry.get("reportedState")
+                    print(f"{entry['componentName']}  {entry['version']}  {entry['state']}"
+                          + (f"  (reported {reported})" if reported else ""))
+                token = answer.get("nextToken")
+                if not token:
+                    return 0
         details = _remote(args.root, "GetComponentDetails", {"componentName": args.name})
         print(json.dumps(details["componentDetails"], indent=2))
         return 0

@@ -29,6 +29,9 @@ from ..layout import Layout
 from ._host import ComponentStatus
 from ._messages import RestartComponent, StopComponent, UnknownComponent
 
+#: Bytes of component details in one ListComponents reply (eventstream allows 24 MiB).
+REPLY_BUDGET = 8 << 20
+
 
 def register_operations(service: IpcService, *, layout: Layout,
                         configuration: InMemoryConfiguration,
@@ -50,8 +53,26 @@ def register_operations(service: IpcService, *, layout: Layout,
                 "configuration": configuration.get_nowait(name, [])}
 
     async def components(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        """Greengrass's ListComponents, paged when large (ours: ``maxResults`` and
+        ``nextToken``, as AWS list APIs page): a reply stays under REPLY_BUDGET."""
         only_cli(context, "ListComponents")
-        return {"components": [details(name) for name in sorted(table())]}
+        limit = request.get("maxResults")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise InvalidArgumentsError("maxResults must be a positive integer")
+        after = request.get("nextToken") or ""
+        names = [name for name in sorted(table()) if name > after]
+        page: list[dict[str, Any]] = []
+        size = 0
+        for name in names[:limit]:
+            entry = details(name)
+            size += len(orjson.dumps(entry, default=str))
+            if page and size > REPLY_BUDGET:
+                break
+            page.append(entry)
+        reply: dict[str, Any] = {"components": page}
+        if len(page) < len(names):
+            reply["nextToken"] = page[-1]["componentName"]
+        return reply
 
     async def component(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
         only_cli(context, "GetComponentDetails")

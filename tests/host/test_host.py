@@ -315,3 +315,34 @@ async def test_a_component_s_own_configuration_update_survives_restarts(tmp_path
             while "greeting=bonjour" not in lines:
                 await anyio.sleep(0.02)
         assert nucleus.configuration.get_nowait("test.Svc", ["Greeting"]) == "bonjour"
+
+
+async def test_list_components_pages_large_replies(tmp_path: Path) -> None:
+    from actors.ipc import CLI_IDENTITY, CallContext
+
+    recipes, root = tmp_path / "recipes", tmp_path / "root"
+    for name in ("test.A", "test.B", "test.C"):
+        recipe(recipes, name, "true")
+    big = "x" * (3 << 20)  # 3 MiB of configuration each: 9 MiB in all
+    async with Nucleus(root) as nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge=dict.fromkeys(("test.A", "test.B", "test.C"), "1.0.0"),
+            configuration_update={n: {"merge": {"blob": big}}
+                                  for n in ("test.A", "test.B", "test.C")}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        cli = CallContext(CLI_IDENTITY)
+
+        async def pages(request: dict[str, object]) -> list[list[str]]:
+            found, token = [], None
+            while True:
+                answer = await nucleus.ipc.call(cli, "ListComponents",
+                                                {**request, **({"nextToken": token} if token
+                                                               else {})})
+                found.append([c["componentName"] for c in answer["components"]])
+                token = answer.get("nextToken")
+                if not token:
+                    return found
+
+        # Under the reply budget (8 MiB): two pages, nothing lost or repeated.
+        assert await pages({}) == [["test.A", "test.B"], ["test.C"]]
+        assert await pages({"maxResults": 1}) == [["test.A"], ["test.B"], ["test.C"]]
