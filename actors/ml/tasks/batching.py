@@ -111,6 +111,10 @@ class _Request:
         self.then = then  # what the future gets instead of the predictions
 
 
+#: A request, and its predictions or its error.
+_Outcome = tuple["_Request", list[Prediction] | None, BaseException | None]
+
+
 class _Worker:
     """A worker thread and its doorbell: a lock held while the worker has nothing to do,
     released to wake it (once per time it went idle)."""
@@ -222,15 +226,23 @@ class Pipeline:
         run, hand the answers to the event loop; wait when nothing is pending; end once
         the pipeline stops and nothing is left."""
         lower_this_thread(self.options.nice)
+        answers: tuple[list[_Outcome], int] | None = None
         while True:
             with self._lock:
                 batch = self._take()
-                if not batch:
-                    if self._stopping:
-                        return
+                stop = not batch and self._stopping
+                if not batch and not stop:
                     self._idle.append(me)
+            # The last batch is answered only now, once this worker is idle (or has
+            # its next batch): a request sent in reply to an answer then comes back
+            # to this warm thread, however late the thread is scheduled.
+            if answers is not None:
+                self._report(*answers)
+                answers = None
             if batch:
-                self._run_batch(batch)
+                answers = self._run_batch(batch)
+            elif stop:
+                return
             else:
                 me.bell.acquire()
 
@@ -246,12 +258,12 @@ class Pipeline:
                 batch.append(pending.popleft())
         return batch
 
-    def _run_batch(self, batch: list[_Request]) -> None:
-        outcomes: list[tuple[_Request, list[Prediction] | None, BaseException | None]] = []
+    def _run_batch(self, batch: list[_Request]) -> tuple[list[_Outcome], int]:
+        """Prepare and run a batch; its outcomes and how many images ran."""
+        outcomes: list[_Outcome] = []
         if self._abandon:
             closed = PipelineClosed("the pipeline stopped before this image ran")
-            self._report([(request, None, closed) for request in batch], ran=0)
-            return
+            return [(request, None, closed) for request in batch], 0
         classifier = self.alone if batch[0].alone else self.classifier
         tensors: list[np.ndarray] = []
         ready: list[_Request] = []
@@ -271,10 +283,9 @@ class Pipeline:
                              for r, predictions in zip(ready, results, strict=True)]
             except Exception as exc:
                 outcomes += [(r, None, exc) for r in ready]
-        self._report(outcomes, ran=len(ready))
+        return outcomes, len(ready)
 
-    def _report(self, outcomes: list[tuple[_Request, list[Prediction] | None,
-                                           BaseException | None]], ran: int) -> None:
+    def _report(self, outcomes: list[_Outcome], ran: int) -> None:
         loop = self._loop
         if loop is not None and outcomes:
             try:
