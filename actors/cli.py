@@ -242,13 +242,7 @@ def _run_with(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                              "NAME:posixUser=USER[:GROUP]")
         found.setdefault(name, {})["posixUser"] = user
     if args.system_limits:
-        text = args.system_limits
-        path = Path(text)
-        raw = path.read_text() if not text.lstrip().startswith("{") and path.exists() else text
-        try:
-            limits = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"edge-actors: --systemLimits: not valid JSON: {exc}") from None
+        limits = _json_or_file(args.system_limits, "--systemLimits")
         if not isinstance(limits, dict) or not all(isinstance(v, dict) for v in limits.values()):
             raise SystemExit('edge-actors: --systemLimits: expected {"name": {"cpus": n, '
                              '"memory": KB}}')
@@ -257,15 +251,20 @@ def _run_with(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _update_config(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
+def _json_or_file(text: str, flag: str) -> Any:
+    """A flag's JSON, given inline or as the path of a file holding it."""
     path = Path(text)
     raw = path.read_text() if not text.lstrip().startswith("{") and path.exists() else text
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"edge-actors: --update-config: not valid JSON: {exc}") from None
+        raise SystemExit(f"edge-actors: {flag}: not valid JSON: {exc}") from None
+
+
+def _update_config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    data = _json_or_file(text, "--update-config")
     if not isinstance(data, dict):
         raise SystemExit("edge-actors: --update-config: expected an object of component names")
     return {name: {k.lower(): v for k, v in update.items()} for name, update in data.items()}
