@@ -295,6 +295,8 @@ class ComponentActor(Actor):
                 raise ComponentError(str(exc)) from None
             if user is not None:
                 containment.own_work(self.paths.work, user)
+                containment.own_artifacts([self.paths.artifacts, self.paths.decompressed],
+                                          user)
                 containment.open_socket(self.paths.root / "ipc.socket")
                 env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
         return processes.spawn(["sh", "-c", self._script(step)], cwd=self.paths.work,

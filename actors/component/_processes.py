@@ -40,6 +40,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -613,6 +614,29 @@ class Containment:
             os.chown(folder, user.uid, user.gid)
         if info.st_mode & 0o777 != 0o700:
             os.chmod(folder, 0o700)
+
+    @staticmethod
+    def own_artifacts(folders: Sequence[Path], user: PosixUser) -> None:
+        """A component version's artifacts (and what was unarchived of them) are its
+        user's, their modes kept: Greengrass's ``Permission`` ``OWNER`` means the user
+        that runs the component, so a file readable by its owner is readable by it."""
+        for folder in folders:
+            if not folder.is_dir() or os.stat(folder).st_uid == user.uid:
+                continue
+            for base, subfolders, files in os.walk(folder):
+                for name in files:
+                    path = os.path.join(base, name)
+                    info = os.lstat(path)
+                    if info.st_nlink > 1 and not stat.S_ISLNK(info.st_mode):
+                        # A file the artifact cache shares with other components: this
+                        # component's user gets a copy of its own, not the shared inode.
+                        private = f"{path}.{os.getpid()}.own"
+                        shutil.copy2(path, private)
+                        os.replace(private, path)
+                    os.lchown(path, user.uid, user.gid)
+                for name in subfolders:
+                    os.lchown(os.path.join(base, name), user.uid, user.gid)
+            os.chown(folder, user.uid, user.gid)
 
     def sweep(self) -> int:
         """Kill what an earlier runtime on this root left in its cgroups; how many."""

@@ -166,3 +166,29 @@ def test_an_unknown_posix_user_is_named_and_nothing_is_deployed(open_root: Path)
     assert "component test.X: runWith.posixUser: user 'no_such_user_here' does not exist; " \
         "create it" in done.stderr
     assert "Traceback" not in done.stderr and "ran" not in done.stdout
+
+
+async def test_the_getting_started_hello_world_runs_as_ggc_user(open_root: Path) -> None:
+    # Its artifact keeps the default Permission (Read: OWNER): the owner is the
+    # user that runs the component, as Greengrass means it.
+    recipes, artifacts, root = open_root / "recipes", open_root / "artifacts", open_root / "root"
+    folder = artifacts / "com.example.Hello" / "1.0.0"
+    folder.mkdir(parents=True)
+    (folder / "hello.py").write_text("import getpass\nprint('Hello from', getpass.getuser())\n")
+    recipes.mkdir()
+    (recipes / "hello.yaml").write_text(
+        'RecipeFormatVersion: "2020-01-25"\nComponentName: com.example.Hello\n'
+        'ComponentVersion: "1.0.0"\nManifests:\n  - Platform:\n      os: linux\n'
+        '    Lifecycle:\n      Run: python3 -u {artifacts:path}/hello.py\n'
+        '    Artifacts:\n      - URI: s3://bucket/com.example.Hello/1.0.0/hello.py\n')
+    lines: list[str] = []
+    nucleus = Nucleus(root, run_with=RunWith(posix_user=DEFAULT_POSIX_USER))
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, artifact_dir=artifacts, merge={"com.example.Hello": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states(["com.example.Hello"], [State.FINISHED, State.BROKEN],
+                                  timeout=60)
+        assert nucleus.status["com.example.Hello"].state is State.FINISHED, lines
+    assert "Hello from ggc_user" in lines
