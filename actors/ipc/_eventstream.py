@@ -27,7 +27,7 @@ import enum
 import struct
 import uuid
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -52,6 +52,7 @@ MAX_HEADERS = 128 << 10
 """The largest header block aws-c-event-stream accepts."""
 PRELUDE = 12
 _OVERHEAD = PRELUDE + 4
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PRELUDE = struct.Struct(">III")
 _U32 = struct.Struct(">I")
 _crc32 = zlib.crc32
@@ -114,7 +115,8 @@ def _encode_header(name: str, value: Any) -> bytes:
     elif isinstance(value, bytes | bytearray | memoryview):
         kind = HeaderType.BYTE_BUF
     elif isinstance(value, datetime):
-        millis = round(value.timestamp() * 1000)
+        millis = (round(value.timestamp() * 1000) if value.tzinfo is None
+                  else round((value - _EPOCH) / timedelta(milliseconds=1)))
         return head + b"\x08" + _FIXED[HeaderType.TIMESTAMP].pack(millis)
     elif isinstance(value, uuid.UUID):
         return head + b"\x09" + value.bytes
@@ -209,7 +211,8 @@ def decode_headers(data: bytes, where: str = "message") -> dict[str, Any]:
             pos += fixed.size
             if kind == HeaderType.TIMESTAMP:
                 try:
-                    value = datetime.fromtimestamp(value / 1000, UTC)
+                    # Not fromtimestamp: a 32-bit time_t (armhf) ends in 2038.
+                    value = _EPOCH + timedelta(milliseconds=value)
                 except (OverflowError, OSError, ValueError):
                     raise EventStreamError(f"{where}: header {name}: timestamp {value} ms is "
                                            f"out of range") from None
