@@ -25,7 +25,8 @@ fallback is each step's own process group and session plus the runtime as a
 child subreaper (``PR_SET_CHILD_SUBREAPER``): processes orphaned by a step are
 re-parented to the runtime instead of init, and a stop kills the step's
 process groups and the re-parented processes that carry the component's
-marker in their environment. A process that both leaves its process group and
+marker in their environment (where the runtime cannot be a subreaper, every
+process's environment is read instead: slower, as thorough). A process that both leaves its process group and
 clears its environment escapes this fallback; cgroups do not have that gap.
 
 Steps start as ``_child.ChildProcess`` (not through the event loop's subprocess
@@ -245,8 +246,11 @@ class ComponentProcesses:
                 continue
             if info.pgid in self._sessions or info.sid in self._sessions:
                 found.add(pid)
-            elif info.ppid == me and pid not in self._sessions:
-                # Re-parented to the runtime (the subreaper): the environment tells.
+            elif (info.ppid == me or not self.containment.subreaper) \
+                    and pid not in self._sessions:
+                # Re-parented to the runtime (the subreaper), or to whichever process
+                # adopts orphans where the runtime cannot be a subreaper (QEMU's user
+                # mode refuses the prctl): the environment tells.
                 environ = info.environ()
                 if marker in environ and root in environ:
                     found.add(pid)

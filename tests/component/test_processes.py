@@ -342,6 +342,8 @@ async def test_the_fallback_adopts_orphans_and_collects_them(tmp_path: Path) -> 
         Startup: "(sh -c 'echo $$ > orphan.pid; exec sleep 0.3' > /dev/null 2>&1 &)"
     """)
     async with Nucleus(root, containment="process-group") as nucleus:
+        if not nucleus.processes.subreaper:
+            pytest.skip("this kernel refuses PR_SET_CHILD_SUBREAPER (QEMU's user mode does)")
         await nucleus.deploy(DeploymentRequest(recipe_dir=recipes,
                                                merge={"test.Orphans": "1.0.0"}))
         await wait_for(root / "work" / "test.Orphans" / "orphan.pid")
