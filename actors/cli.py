@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -510,6 +511,10 @@ def _check(files: list[Path], platform: str | None = None) -> int:
             raise SystemExit(f"edge-actors: --platform: expected KEY=VALUE,..., got {item!r}")
         override[key.strip()] = value.strip()
     device = detect_platform(override) if override else None
+    keys = {key.lower() for key in override}
+    if device is not None and "architecture" in keys and "architecture.detail" not in keys:
+        # Another device: this machine's architecture.detail is not its.
+        device = dataclasses.replace(device, detail=None)
     failed = 0
     for path in files:
         try:
