@@ -26,8 +26,9 @@ child subreaper (``PR_SET_CHILD_SUBREAPER``): processes orphaned by a step are
 re-parented to the runtime instead of init, and a stop kills the step's
 process groups and the re-parented processes that carry the component's
 marker in their environment (where the runtime cannot be a subreaper, every
-process's environment is read instead: slower, as thorough). A process that both leaves its process group and
-clears its environment escapes this fallback; cgroups do not have that gap.
+process's environment is read instead: slower, as thorough). A process that
+both leaves its process group and clears its environment escapes this
+fallback; cgroups do not have that gap.
 
 Steps start as ``_child.ChildProcess`` (not through the event loop's subprocess
 transport: see there); who they run as is ``_users``; the cgroup file system is
