@@ -22,8 +22,7 @@ import dataclasses
 import functools
 import logging
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from .deploy import (
     DeploymentRequest,
 )
 from .deploy._operations import register_operations as deployment_operations
+from .events import Listeners
 from .host import ComponentHost, ComponentStatus, ReportState, RestartComponent, StopComponent
 from .host._operations import register_operations as component_operations
 from .ipc import BrokerActor, InMemoryConfiguration, IpcService, write_cli_token
@@ -66,7 +66,7 @@ class StartInterrupted(ActorsError, RuntimeError):
     """A stop (a signal) came while the runtime was starting: it stopped cleanly."""
 
 
-class Nucleus:
+class Nucleus(Listeners):
     """The runtime as an asyncio service: deployed components come back on start."""
 
     def __init__(self, root: Path, *, thing_name: str = "edge-actors-local",
@@ -81,8 +81,7 @@ class Nucleus:
         self.system = ActorSystem("nucleus", handle_signals=handle_signals)
         self.error_reset_time = error_reset_time
         self._host: ComponentHost | None = None
-        self._changed = anyio.Event()
-        self._listeners: dict[str, list[Callable[..., None]]] = defaultdict(list)
+        super().__init__()  # the listeners of the embedding API
         self._deployments: ActorRef | None = None
         self._components: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
@@ -244,11 +243,6 @@ class Nucleus:
         """The component host's records, by name (read only)."""
         return MappingProxyType(self._host.table if self._host is not None else {})
 
-    def on_message(self, listener: Callable[[str, Any], None]) -> None:
-        """Call ``listener(topic, payload)`` for every message published through
-        :meth:`publish` (what in-process components publish)."""
-        self._listeners["message"].append(listener)
-
     async def publish(self, topic: str, payload: Any, component: str | None = None) -> None:
         """Publish on the local bus; as ``component``, its accessControl must allow it
         (PublishToTopic), else :class:`~actors.ipc.UnauthorizedError`."""
@@ -258,38 +252,15 @@ class Nucleus:
             await self.ipc.publish_to_topic(component, topic, payload)
         self._emit("message", topic, payload)
 
-    def on_progress(self, listener: Callable[[Progress], None]) -> None:
-        """Call ``listener(report)`` as artifacts download (bytes, total, rate)."""
-        self._listeners["progress"].append(listener)
-
     def _progress(self, report: Progress) -> None:
         self.ipc.broker.publish_nowait("$nucleus", "$nucleus/artifacts/progress", {
             "component": report.component, "uri": report.uri, "done": report.done,
             "total": report.total, "rate": report.rate, "finished": report.finished})
         self._emit("progress", report)
 
-    def on_state(self, listener: Callable[[str, State, str], None]) -> None:
-        """Call ``listener(component, state, reason)`` on every state change."""
-        self._listeners["state"].append(listener)
-
-    def on_output(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(component, line)`` for every line a lifecycle step prints."""
-        self._listeners["output"].append(listener)
-
-    def _emit(self, kind: str, *args: Any) -> None:
-        for listener in self._listeners[kind]:
-            listener(*args)
-
-    def _state(self, name: str, version: str, state: State, reason: str) -> None:
-        self._emit("state", name, state, reason)
-        self._changed.set()
-        self._changed = anyio.Event()
-
     async def wait_states(self, names: Iterable[str], states: Iterable[State],
                           timeout: float | None = None) -> None:
         """Wait until every named component is in one of ``states``."""
         names, wanted = list(names), set(states)
-        with anyio.fail_after(timeout):
-            while any(n not in self.status or self.status[n].state not in wanted
-                      for n in names):
-                await self._changed.wait()
+        await self._until(lambda: all(n in self.status and self.status[n].state in wanted
+                                      for n in names), timeout)
