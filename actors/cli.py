@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import sys
@@ -500,21 +499,12 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _check(files: list[Path], platform: str | None = None) -> int:
-    from .recipe import RecipeError, detect_platform, load_recipe
+    from .recipe import RecipeError, load_recipe, other_platform
 
-    override: dict[str, str] = {}
-    for item in (platform or "").split(","):
-        if not item.strip():
-            continue
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip() or not value.strip():
-            raise SystemExit(f"edge-actors: --platform: expected KEY=VALUE,..., got {item!r}")
-        override[key.strip()] = value.strip()
-    device = detect_platform(override) if override else None
-    keys = {key.lower() for key in override}
-    if device is not None and "architecture" in keys and "architecture.detail" not in keys:
-        # Another device: this machine's architecture.detail is not its.
-        device = dataclasses.replace(device, detail=None)
+    try:
+        device = other_platform(platform) if platform else None
+    except ValueError as exc:
+        raise SystemExit(f"edge-actors: --platform: {exc}") from None
     failed = 0
     for path in files:
         try:

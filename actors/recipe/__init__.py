@@ -16,7 +16,7 @@ from ._model import (
     RecipeError,
     Step,
 )
-from ._platform import Platform, detect_platform, platform_matches
+from ._platform import Platform, detect_platform, other_platform, platform_matches
 from ._semver import npm_range
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "load_recipe",
     "load_recipe_dir",
     "npm_range",
+    "other_platform",
     "parse_recipe",
     "platform_matches",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform as _platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # uname -m -> (architecture, architecture.detail) as the Greengrass nucleus names them.
@@ -93,3 +93,23 @@ def check_platform_value(value: str) -> str | None:
         except re.error as exc:
             return f"{value!r} is not a valid regular expression: {exc}"
     return None
+
+
+def other_platform(spec: str) -> Platform:
+    """Another device's platform from ``KEY=VALUE,...`` (``os=linux,architecture=arm,
+    architecture.detail=arm71``): keys not given are this machine's, except that a
+    given architecture drops this machine's architecture.detail. ValueError on a
+    malformed item."""
+    override: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise ValueError(f"expected KEY=VALUE,..., got {item!r}")
+        override[key.strip()] = value.strip()
+    device = detect_platform(override)
+    keys = {key.lower() for key in override}
+    if "architecture" in keys and "architecture.detail" not in keys:
+        device = replace(device, detail=None)
+    return device
