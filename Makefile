@@ -58,8 +58,9 @@ test: $(STAMP) servers cross
 
 # armv7l for real: an emulated Raspberry Pi OS (Debian bookworm armhf) userland, made once
 # and cached in /var/cache/edge-actors/armhf (ARMHF_ROOT); builds the armv7l wheel
-# (build/armv7l/), installs it there and runs the platform-sensitive tests. Needs root.
-arm-test: $(STAMP)
+# (build/armv7l/), installs it there, deploys the DLR stacks on the models cross-compiled
+# for armv7l (the cross gcc of `make cross`) and runs the platform-sensitive tests. Needs root.
+arm-test: $(STAMP) cross
 	tools/armhf/test.sh
 
 bench: $(STAMP)

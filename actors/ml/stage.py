@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ..recipe import load_recipe_dir
+from ..recipe import Platform, load_recipe_dir, other_platform
 from .models import MODELS, build_model, pack
 
 #: Real photographs shipped inside packages on PyPI: (import name, path inside it).
@@ -54,8 +54,10 @@ def _sample_zip(target: Path) -> None:
     part.replace(target)
 
 
-def stage(recipes: Path, out: Path, cache: Path | None = None) -> list[Path]:
-    """Make every known artifact the recipes in ``recipes`` name; returns the files."""
+def stage(recipes: Path, out: Path, cache: Path | None = None,
+          device: Platform | None = None) -> list[Path]:
+    """Make every known artifact the recipes in ``recipes`` name for ``device`` (this
+    machine by default: the manifests it selects); returns the files."""
     by_folder = {spec.folder + ".zip": name for name, spec in MODELS.items()}
     # DLR model components: compiled for their platform by `edge-actors compile`.
     from .compile import TARGETS, build_dlr_model, dlr_folder_name
@@ -63,7 +65,7 @@ def stage(recipes: Path, out: Path, cache: Path | None = None) -> list[Path]:
     compiled = {dlr_folder_name(name, target) + ".zip": (name, target)
                 for name in MODELS for target in TARGETS}
     made = []
-    for recipe in (r for found in load_recipe_dir(recipes).values() for r in found):
+    for recipe in (r for found in load_recipe_dir(recipes, device).values() for r in found):
         for artifact in recipe.artifacts:
             target = out / recipe.name / recipe.version / artifact.filename
             if artifact.filename in by_folder:
@@ -93,8 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", type=Path, default=Path("recipes"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--platform", metavar="KEY=VALUE,...",
+                        help="stage for another device, e.g. architecture=arm,"
+                             "architecture.detail=arm71 (a Raspberry Pi: DLR models "
+                             "cross-compiled for armv7l)")
     args = parser.parse_args(argv)
-    for path in stage(args.recipes, args.out):
+    try:
+        device = other_platform(args.platform) if args.platform else None
+    except ValueError as exc:
+        parser.error(f"--platform: {exc}")
+    for path in stage(args.recipes, args.out, device=device):
         print(f"staged {path}", file=sys.stderr)
     return 0
 

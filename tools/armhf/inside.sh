@@ -54,12 +54,40 @@ rm -rf /tmp/edge-actors-smoke
     --exit-when-done 2>&1 | tee /tmp/edge-actors-smoke.log | grep -E "SUCCEEDED|Hello" \
     || { cat /tmp/edge-actors-smoke.log >&2; say "error: the local deployment failed"; exit 1; }
 
+# Inference end to end, as `make run` does it on a Raspberry Pi: the DLR stacks deployed
+# from their recipes (ModelResourceKey armv7l), models compiled for armv7l, run by the
+# graph executor; chelsea.png must be a cat and the astronaut's face found.
+status=0
+if [ -d /work/artifacts ]; then
+    say "inference: the DLR image-classification and face-detection stacks"
+    rm -rf /tmp/edge-actors-ml
+    started=$(date +%s)
+    "$PY" -m actors run --root /tmp/edge-actors-ml --recipeDir /work/src/recipes \
+        --artifactDir /work/artifacts --merge edge.ImageClassification.DLR=1.0.0 \
+        --merge edge.ObjectDetection.DLR=1.0.0 --update-config \
+        '{"edge.ImageClassification.DLR": {"MERGE": {"InferenceInterval": 0}},
+          "edge.ObjectDetection.DLR": {"MERGE": {"InferenceInterval": 0}}}' \
+        --exit-when-done >/tmp/edge-actors-ml.log 2>&1 || true
+    grep -E "\] (image |[a-z]+\.(png|jpg) )" /tmp/edge-actors-ml.log >&2 || true
+    if grep -Eq "chelsea.png +(tabby|tiger cat|Persian cat|Siamese cat|Egyptian cat) " \
+            /tmp/edge-actors-ml.log && grep -Eq "astronaut.png +face " /tmp/edge-actors-ml.log
+    then
+        say "inference on armv7l: chelsea.png is a cat, the astronaut's face is found" \
+            "($(( $(date +%s) - started )) s under emulation)"
+    else
+        tail -n 60 /tmp/edge-actors-ml.log >&2
+        say "error: inference on armv7l did not classify chelsea.png as a cat and find a face"
+        status=1
+    fi
+else
+    say "warning: no armv7l model components staged: inference not run"
+fi
+
 # The platform-sensitive tests, against the installed wheel (no actors/ in /work/tests).
 cd /work/tests
 export EDGE_ACTORS_TEST_IMAGES=/work/images
 CONVERT=(tests/ml/test_convert.py tests/ml/test_decode.py)
 read -r -a MORE <<<"${ARMHF_PYTEST_ARGS:-}"
-status=0
 if [ -n "${ARMHF_TESTS:-}" ]; then
     read -r -a SELECTED <<<"$ARMHF_TESTS"
     "$PY" -m pytest -q "${MORE[@]}" "${SELECTED[@]}" || status=1

@@ -6,8 +6,10 @@
 # and PyYAML (what a Raspberry Pi OS user has), kept between runs; the armv7l wheel built
 # from the working tree with the extension required (NEON chosen at run time), copied to
 # build/armv7l/, installed with only binary or pure-Python dependencies from the index and
-# imported; then the platform-sensitive tests run against the installed wheel (a copy of
-# tests/ and recipes/ without the source package), the conversion tests once with NEON and
+# imported; the getting-started HelloWorld and the DLR image-classification and
+# face-detection stacks deployed (models cross-compiled for armv7l on the host with the
+# cross gcc of `make cross`); then the platform-sensitive tests run against the installed
+# wheel (a copy of tests/ and recipes/ without the source package), the conversion tests once with NEON and
 # once on a CPU model without it, and the conversion measured (tools/armhf/measure.py).
 #
 #   ARMHF_TESTS="tests/kernel ..."   run these instead of the default selection
@@ -58,6 +60,25 @@ PY
 fi
 [ -n "$(ls -A "$ROOT/work/images")" ] \
     || say "warning: no test images (make .venv/.installed on the host first): the photo tests skip"
+
+# The model components a Raspberry Pi deploys (MobileNetV2 and MTCNN compiled for armv7l
+# with Debian's cross gcc, `make cross`), staged on the host as `make run` stages them:
+# inside, the DLR stacks run them with the graph executor (no libdlr for armv7l).
+rm -rf --one-file-system "$ROOT/work/artifacts"
+if [ -x "$HOST_PY" ] && command -v arm-linux-gnueabihf-gcc >/dev/null; then
+    say "staging the armv7l model components (cross-compiled; cached after the first run)"
+    if "$HOST_PY" -m actors.ml.stage --recipes "$CLONE/recipes" --out "$OUT/artifacts" \
+            --platform architecture=arm,architecture.detail=arm71 >"$OUT/stage.log" 2>&1; then
+        cp -a "$OUT/artifacts" "$ROOT/work/artifacts"
+    else
+        cat "$OUT/stage.log" >&2
+        say "error: the armv7l model components could not be staged (log above)"
+        exit 1
+    fi
+else
+    say "warning: no host venv or no arm-linux-gnueabihf-gcc (make test, make cross first):" \
+        "no inference inside"
+fi
 
 # Name resolution and the host's pip settings (index, certificates) for pip inside.
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
