@@ -387,3 +387,32 @@ def test_the_graph_executor_splits_operators_over_threads_with_the_same_result(
     np.testing.assert_array_equal(_first(two.run_sync(x)), _first(one.run_sync(x)))
     assert len(calls) > 20  # the convolutions went through the pool
     two.close()
+
+
+def test_staging_for_a_raspberry_pi_makes_its_armv7l_model_components(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """`python -m actors.ml.stage --platform ...`, as `make arm-test` stages the models a
+    Raspberry Pi deploys: the armv7l ZIPs its recipes select, ARM libraries inside."""
+    import shutil as _shutil
+    import zipfile
+
+    from actors.ml.stage import main, stage
+    from actors.recipe import other_platform
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(tmp_path), "--platform", "architecture"])
+    assert exited.value.code == 2
+    if _shutil.which("arm-linux-gnueabihf-gcc") is None:
+        pytest.skip("Debian's gcc-arm-linux-gnueabihf is not installed (make test installs it)")
+    cache = Path(request.config.cache.mkdir("edge-actors-models"))
+    pi = other_platform("architecture=arm,architecture.detail=arm71")
+    made = stage(Path(__file__).resolve().parents[2] / "recipes", tmp_path / "out", cache, pi)
+    dlr = {path.name for path in made if path.name.startswith("DLR-")}
+    assert dlr == {"DLR-mobilenet_v2-armv7l-cpu-ImageClassification.zip",
+                   "DLR-efficientnet_lite0-armv7l-cpu-ImageClassification.zip",
+                   "DLR-mtcnn-armv7l-cpu-FaceDetection.zip"}
+    zipped = next(path for path in made if path.name.startswith("DLR-mobilenet_v2"))
+    with zipfile.ZipFile(zipped) as archive:
+        library = next(name for name in archive.namelist() if name.endswith("model.so"))
+        header = archive.read(library)[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 40  # EM_ARM
