@@ -23,11 +23,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # A write or fsync error (ENOSPC, EIO) names no file: name the one meant.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
