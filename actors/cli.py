@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
                      "and its result published (sets ImageDirectory and WatchDirectory in the "
                      "deployment; the runtime runs until SIGTERM/SIGINT)")
 
-    deployment = sub.add_parser("deployment", help="create, list and show deployments")
+    deployment = sub.add_parser("deployment", help="create, list, show and cancel deployments")
     dsub = deployment.add_subparsers(dest="verb", required=True)
     p = dsub.add_parser("create", help="submit a local deployment to the running runtime",
                         description="Submit a local deployment to the runtime running on --root "
@@ -112,10 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     _root(p)
     _deployment_flags(p)
     for verb, text in (("list", "list the recorded deployments"),
-                       ("status", "show one deployment's status")):
+                       ("status", "show one deployment's status"),
+                       ("cancel", "cancel a queued deployment, or the one in progress while "
+                                  "it has changed nothing yet (in the running runtime)")):
         p = dsub.add_parser(verb, help=text)
         _root(p)
-        if verb == "status":
+        if verb in ("status", "cancel"):
             p.add_argument("-i", "--deploymentId", dest="deployment_id", required=True)
 
     component = sub.add_parser("component", help="components deployed under --root")
@@ -407,6 +409,11 @@ def _offline(args: argparse.Namespace) -> int:
             "failureHandlingPolicy": args.failure_handling,
             "componentToRunWithInfo": _run_with(args)})
         print(f"Local deployment submitted! Deployment Id: {answer['deploymentId']}")
+        return 0
+    if args.command == "deployment" and args.verb == "cancel":
+        answer = _remote(args.root, "CancelLocalDeployment",
+                         {"deploymentId": args.deployment_id})
+        print(answer["message"])
         return 0
     if args.command == "infer":
         from .ipc._wire import b64encode

@@ -33,6 +33,7 @@ from .artifacts import Progress
 from .component import ComponentNotServing, OrphanSweeper, RunWith, State, sweep
 from .component._processes import prepare_component_user, runtime_containment
 from .deploy import (
+    Cancellations,
     ConfigurationUpdated,
     DeferralBoard,
     DeploymentActor,
@@ -85,6 +86,7 @@ class Nucleus(Listeners):
         self._deployments: ActorRef | None = None
         self._components: ActorRef | None = None
         self.pending: set[str] = set()  # deployment ids queued or in progress
+        self.cancellations = Cancellations()  # CancelLocalDeployment requests
         self.deferrals = DeferralBoard()  # DeferComponentUpdate answers, by deployment
         # The IPC operations: pub/sub with each component's accessControl, the
         # configuration components read, UpdateState.
@@ -169,12 +171,13 @@ class Nucleus(Listeners):
     def _new_deployments(self) -> DeploymentActor:
         return DeploymentActor(self.layout, self.device, self.system.lookup(COMPONENTS),
                                progress=self._progress, pending=self.pending,
-                               updates=self.ipc, deferrals=self.deferrals)
+                               updates=self.ipc, deferrals=self.deferrals,
+                               cancellations=self.cancellations)
 
     def _serve_operations(self) -> None:
         """The CLI's operations, served by the rooms that own their data."""
         deployment_operations(self.ipc, submit=self.submit, history=self.history,
-                              pending=self.pending)
+                              pending=self.pending, cancellations=self.cancellations)
         component_operations(self.ipc, layout=self.layout, configuration=self.configuration,
                              table=lambda: self.status, control=self.control,
                              pause=self.processes.pause, resume=self.processes.resume)

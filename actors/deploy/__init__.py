@@ -3,6 +3,7 @@ rollback, history, and crash-safe state under the runtime's root."""
 
 from ..host import Deployed, RestartComponent, StopComponent
 from ._deployer import (
+    Cancellations,
     ComponentUpdates,
     ConfigurationRejected,
     ConfigurationUpdated,
@@ -27,6 +28,7 @@ from ._resolve import ResolutionError, resolve, start_order
 
 __all__ = [
     "LOCAL_GROUP",
+    "Cancellations",
     "ComponentUpdatePolicy",
     "ComponentUpdates",
     "ConfigurationRejected",

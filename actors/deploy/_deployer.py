@@ -21,11 +21,12 @@ deployment without a final status.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -164,6 +165,49 @@ class DeferralBoard:
         return self.of(deployment_id)[since:]
 
 
+class Cancellations:
+    """CancelLocalDeployment requests, by deployment id, as the nucleus takes them.
+
+    A queued deployment that was cancelled is not applied (CANCELED). The one in
+    progress is stopped while it has changed nothing yet (planning, copying
+    recipes, fetching artifacts, waiting for components to defer or to validate
+    their configuration): CANCELED, nothing changed. Once it stops and starts
+    components it is past cancelling and finishes as it would have.
+    """
+
+    def __init__(self) -> None:
+        self._asked: set[str] = set()
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        #: the deployment being applied, if any (the others pending are QUEUED)
+        self.current: str | None = None
+
+    def cancel(self, deployment_id: str) -> None:
+        self._asked.add(deployment_id)
+        scope = self._scopes.get(deployment_id)
+        if scope is not None:
+            scope.cancel()
+
+    def asked(self, deployment_id: str) -> bool:
+        return deployment_id in self._asked
+
+    @contextlib.contextmanager
+    def cancellable(self, deployment_id: str) -> Iterator[anyio.CancelScope]:
+        """A scope that a cancel of ``deployment_id`` cancels (at once if it came first)."""
+        with anyio.CancelScope() as scope:
+            if deployment_id in self._asked:
+                scope.cancel()
+            self._scopes[deployment_id] = scope
+            try:
+                yield scope
+            finally:
+                del self._scopes[deployment_id]
+
+    def forget(self, deployment_id: str) -> None:
+        self._asked.discard(deployment_id)
+        if self.current == deployment_id:
+            self.current = None
+
+
 class ConfigurationRejected(ActorsError, ValueError):
     """A running component said the deployment's configuration for it is invalid."""
 
@@ -183,7 +227,8 @@ class DeploymentActor(Actor):
     def __init__(self, layout: Layout, device: Platform, host: ActorRef,
                  s3: S3Settings | None = None, progress: ProgressCallback | None = None,
                  pending: set[str] | None = None, updates: ComponentUpdates | None = None,
-                 deferrals: DeferralBoard | None = None) -> None:
+                 deferrals: DeferralBoard | None = None,
+                 cancellations: Cancellations | None = None) -> None:
         self.layout = layout
         self.progress = progress
         self._s3 = s3
@@ -198,6 +243,7 @@ class DeploymentActor(Actor):
         self.deferrals = deferrals or DeferralBoard()
         # Ids queued or in progress (the embedder adds them): one leaves when it ends.
         self.pending = pending if pending is not None else set()
+        self.cancellations = cancellations or Cancellations()
 
     # -- start-up ----------------------------------------------------------
 
@@ -330,27 +376,11 @@ class DeploymentActor(Actor):
                                       f"could not record the deployment: {describe(exc)}",
                                       previous_state)
         try:
-            for recipe in new_recipes:
-                await anyio.to_thread.run_sync(self.packages.add, recipe)
-            stored = await anyio.to_thread.run_sync(self._deployed_from, new_state)
-            # Every artifact is in place (and checked) before anything is stopped: those
-            # of versions new to the device, and of recipes this request brings.
-            installed = {(n, c["version"]) for n, c in previous_state["components"].items()}
-            brought = {(r.name, r.version) for r in new_recipes}
-            for deployed in stored.values():
-                recipe = deployed.recipe
-                # An --artifactDir folder for it is copied again, as the Greengrass CLI does.
-                if (recipe.name, recipe.version) in installed - brought and local_folder(
-                        request.artifact_dir, recipe.name, recipe.version) is None:
-                    continue
-                await self.artifacts.fetch(recipe.name, recipe.version,
-                                           [artifact_spec(a) for a in recipe.artifacts],
-                                           progress=self.progress,
-                                           artifact_dir=request.artifact_dir)
-            # Before anything stops: the running components may defer the update
-            # and must accept their new configuration, as Greengrass asks them.
-            await self._notify(request)
-            await self._validate(request, stored)
+            # Cancellable (CancelLocalDeployment) until components are stopped and started.
+            with self.cancellations.cancellable(request.deployment_id) as scope:
+                stored = await self._prepare(request, previous_state, new_state, new_recipes)
+            if scope.cancelled_caught or scope.cancel_called:
+                return await self._canceled(request, created)
             await self._switch(stored)
         except ConfigurationRejected as exc:
             return await self._finish(request, created, DetailedStatus.FAILED_NO_STATE_CHANGE,
@@ -376,6 +406,41 @@ class DeploymentActor(Actor):
                 request.component_update_policy is ComponentUpdatePolicy.NOTIFY_COMPONENTS:
             self.updates.notify_component_update(request.deployment_id, post=True)
         return await self._finish(request, created, DetailedStatus.SUCCESSFUL, "", new_state)
+
+    async def _prepare(self, request: DeploymentRequest, previous_state: Mapping[str, Any],
+                       new_state: Mapping[str, Any], new_recipes: list[Recipe]
+                       ) -> dict[str, Deployed]:
+        """What comes before anything is stopped: the recipes stored, every artifact
+        in place (and checked), the running components told and asked. Returns
+        the components to run."""
+        for recipe in new_recipes:
+            await anyio.to_thread.run_sync(self.packages.add, recipe)
+        stored = await anyio.to_thread.run_sync(self._deployed_from, new_state)
+        # The artifacts of versions new to the device, and of recipes this request brings.
+        installed = {(n, c["version"]) for n, c in previous_state["components"].items()}
+        brought = {(r.name, r.version) for r in new_recipes}
+        for deployed in stored.values():
+            recipe = deployed.recipe
+            # An --artifactDir folder for it is copied again, as the Greengrass CLI does.
+            if (recipe.name, recipe.version) in installed - brought and local_folder(
+                    request.artifact_dir, recipe.name, recipe.version) is None:
+                continue
+            await self.artifacts.fetch(recipe.name, recipe.version,
+                                       [artifact_spec(a) for a in recipe.artifacts],
+                                       progress=self.progress,
+                                       artifact_dir=request.artifact_dir)
+        # The running components may defer the update and must accept their new
+        # configuration, as Greengrass asks them.
+        await self._notify(request)
+        await self._validate(request, stored)
+        return stored
+
+    async def _canceled(self, request: DeploymentRequest, created: float
+                        ) -> DeploymentRecord:
+        log.info("deployment %s: CANCELED before it changed anything", request.deployment_id)
+        return await self._finish(request, created, None,
+                                  "canceled (CancelLocalDeployment) before it changed anything",
+                                  None, status=DeploymentStatus.CANCELED)
 
     async def _notify(self, request: DeploymentRequest) -> None:
         """SubscribeToComponentUpdates: tell the running components, wait (up to the
@@ -427,11 +492,13 @@ class DeploymentActor(Actor):
                     f"component {name} rejected its new configuration: {report[1]}")
 
     async def _finish(self, request: DeploymentRequest, created: float,
-                      detailed: DetailedStatus, cause: str, state: Mapping[str, Any] | None
-                      ) -> DeploymentRecord:
+                      detailed: DetailedStatus | None, cause: str,
+                      state: Mapping[str, Any] | None,
+                      status: DeploymentStatus | None = None) -> DeploymentRecord:
         """Record the outcome (``state`` None: nothing changed, nothing to write)."""
-        status = DeploymentStatus.SUCCEEDED if detailed is DetailedStatus.SUCCESSFUL \
-            else DeploymentStatus.FAILED
+        if status is None:
+            status = DeploymentStatus.SUCCEEDED if detailed is DetailedStatus.SUCCESSFUL \
+                else DeploymentStatus.FAILED
         versions = {} if state is None else \
             {n: c["version"] for n, c in state["components"].items()}
         record = DeploymentRecord(request.deployment_id, request.group, status, detailed, cause,
@@ -464,9 +531,13 @@ class DeploymentActor(Actor):
 
     async def _deploy(self, request: DeploymentRequest) -> DeploymentRecord:
         try:
+            if self.cancellations.asked(request.deployment_id):  # cancelled while queued
+                return await self._canceled(request, now())
+            self.cancellations.current = request.deployment_id
             return await self._apply(request)
         finally:
             self.pending.discard(request.deployment_id)
+            self.cancellations.forget(request.deployment_id)
 
     def _plan(self, request: DeploymentRequest, previous: Mapping[str, Any]
               ) -> tuple[dict[str, Any], list[Recipe]]:

@@ -30,6 +30,7 @@ class DeploymentStatus(enum.StrEnum):
     IN_PROGRESS = "IN_PROGRESS"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELED = "CANCELED"  # CancelLocalDeployment, before it changed anything
 
 
 class DetailedStatus(enum.StrEnum):

@@ -1,18 +1,21 @@
 """The CLI's deployment operations, served by the runtime to ``edge-actors`` commands.
 
-Names and fields are greengrass-cli's: CreateLocalDeployment,
-GetLocalDeploymentStatus, ListLocalDeployments. Only the CLI identity may call
-them (see :mod:`actors.ipc._identity`).
+Names, fields and messages are greengrass-cli's: CreateLocalDeployment,
+GetLocalDeploymentStatus, ListLocalDeployments, CancelLocalDeployment. Only the
+CLI identity may call them, or a component with an ``aws.greengrass.Cli``
+policy (see :mod:`actors.ipc._identity`).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..ipc import CallContext, InvalidArgumentsError, IpcService, ResourceNotFoundError, only_cli
-from ._model import DeploymentRecord, DeploymentRequest, FailureHandling
+from ._deployer import Cancellations
+from ._model import DeploymentRecord, DeploymentRequest, DeploymentStatus, FailureHandling
 
 
 def _strings(request: Mapping[str, Any], key: str) -> dict[str, str]:
@@ -24,9 +27,15 @@ def _strings(request: Mapping[str, Any], key: str) -> dict[str, str]:
 
 def register_operations(service: IpcService, *, submit: Callable[[DeploymentRequest], Any],
                         history: Callable[[], list[DeploymentRecord]],
-                        pending: set[str]) -> None:
+                        pending: set[str], cancellations: Cancellations) -> None:
     """Serve the deployment operations: ``submit`` queues a request, ``history``
-    reads the records, ``pending`` holds the ids queued or in progress."""
+    reads the records, ``pending`` holds the ids queued or in progress (the one in
+    progress is ``cancellations.current``)."""
+
+    def unfinished(deployment_id: str) -> dict[str, Any]:
+        status = DeploymentStatus.IN_PROGRESS if deployment_id == cancellations.current \
+            else DeploymentStatus.QUEUED
+        return {"deploymentId": deployment_id, "status": str(status)}
 
     async def create(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
         only_cli(context, "CreateLocalDeployment")
@@ -59,17 +68,35 @@ def register_operations(service: IpcService, *, submit: Callable[[DeploymentRequ
             if record.deployment_id == wanted:
                 return {"deployment": record.to_json()}
         if wanted in pending:
-            return {"deployment": {"deploymentId": wanted, "status": "IN_PROGRESS"}}
+            return {"deployment": unfinished(wanted)}
         raise ResourceNotFoundError(f"no deployment {wanted!r} (see ListLocalDeployments)")
 
     async def deployments(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
         only_cli(context, "ListLocalDeployments")
         records = [r.to_json() for r in history()]
-        records += [{"deploymentId": d, "status": "IN_PROGRESS"} for d in pending
+        records += [unfinished(d) for d in pending
                     if d not in {r["deploymentId"] for r in records}]
         return {"localDeployments": records}
 
+    async def cancel(context: CallContext, request: dict[str, Any]) -> dict[str, Any]:
+        # greengrass-cli's CancelLocalDeploymentHandler: its checks, errors and messages.
+        only_cli(context, "CancelLocalDeployment")
+        wanted = request.get("deploymentId")
+        try:
+            uuid.UUID(str(wanted))
+        except ValueError:
+            raise InvalidArgumentsError(
+                "Invalid deploymentId format received. DeploymentId is a UUID") from None
+        if wanted not in pending:
+            if any(r.deployment_id == wanted for r in history()):
+                return {"message": "Cancellation request is not processed because deployment "
+                                   "is already finished"}
+            raise ResourceNotFoundError(f"Cannot find the deployment id provided {wanted}")
+        cancellations.cancel(wanted)
+        return {"message": f"Cancel request submitted. Deployment ID: {wanted}"}
+
     for name, handler in (("CreateLocalDeployment", create),
                           ("GetLocalDeploymentStatus", status),
-                          ("ListLocalDeployments", deployments)):
+                          ("ListLocalDeployments", deployments),
+                          ("CancelLocalDeployment", cancel)):
         service.register_operation(name, handler)

@@ -1,4 +1,4 @@
-"""The edge-actors CLI against a real runtime process: deployment create/status/list,
+"""The edge-actors CLI against a real runtime process: deployment create/status/list/cancel,
 component list/details/restart/stop, logs get, recipe check."""
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ def test_deploy_inspect_restart_and_stop_through_the_cli(runtime: Path, tmp_path
         return status.returncode == 0 and '"SUCCEEDED"' in status.stdout
 
     wait_for(succeeded)
+    # greengrass-cli's `deployment cancel`: too late for a finished one; an unknown id.
+    assert cli("deployment", "cancel", "-i", deployment_id, root=runtime).stdout.strip() == (
+        "Cancellation request is not processed because deployment is already finished")
+    unknown = "6f1c2a1e-0000-4000-8000-000000000000"
+    refused = cli("deployment", "cancel", "-i", unknown, root=runtime, check=False)
+    assert refused.returncode != 0
+    assert f"Cannot find the deployment id provided {unknown}" in refused.stderr
     # The runtime's view, states included (its host's records).
     assert "test.Svc  1.0.0  RUNNING" in cli("component", "list", root=runtime).stdout
     details = json.loads(cli("component", "details", "-n", "test.Svc", root=runtime).stdout)
