@@ -7,9 +7,12 @@ is small, as IoT Jobs carries it; else read from the registry), writes
 its recipes to a folder under the root, and hands a
 :class:`~actors.deploy.DeploymentRequest` for that group to
 :meth:`Nucleus.deploy`: the same queue, plan, artifact cache and rollback as a
-local deployment. The group's previous root components that the new
-deployment does not name are removed (a new deployment to a group replaces
-the previous one); the device's components are the union of its groups'.
+local deployment, under the document's ``deploymentPolicies`` (failure
+handling; the component update action and timeout: whether running components
+are told first and may defer; the configuration validation timeout). The
+group's previous root components that the new deployment does not name are
+removed (a new deployment to a group replaces the previous one); the device's
+components are the union of its groups'.
 
 It reports on ``fleet/things/<thing>/jobs/<id>/update``: IN_PROGRESS, then
 SUCCEEDED or FAILED with the detailed status, the cause and each component's
@@ -184,7 +187,7 @@ class DeviceAgent:
         return FleetDeployment.from_json(data)
 
     def _request(self, group: str, document: FleetDeployment) -> Any:
-        from ..deploy import DeploymentRequest, FailureHandling
+        from ..deploy import ComponentUpdatePolicy, DeploymentRequest, FailureHandling
 
         folder = self.folder / "recipes" / document.deployment_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -200,7 +203,10 @@ class DeviceAgent:
             configuration_update={n: {k: v for k, v in u.items() if v is not None}
                                   for n, u in document.configuration_update.items()},
             recipe_dir=folder, failure_handling=FailureHandling(document.failure_handling),
-            group=group, deployment_id=document.deployment_id)
+            group=group, deployment_id=document.deployment_id,
+            component_update_policy=ComponentUpdatePolicy(document.component_update_action),
+            component_update_timeout=float(document.component_update_timeout),
+            configuration_validation_timeout=float(document.configuration_validation_timeout))
 
     async def _finish(self, group: str, deployment_id: str, document: FleetDeployment | None,
                       record: DeploymentRecord) -> None:

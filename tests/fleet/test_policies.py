@@ -5,12 +5,21 @@ validation timeout. End to end: mosquitto, SeaweedFS, a runtime and an SDK compo
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from actors.fleet import FleetDeployment, FleetError
 from actors.fleet._model import deployment_policies
+
+from .conftest import write
+from .fleet import Fleet, devices
+from .servers import RegistryServer
 
 POLICIES = "deploymentPolicies"
 
@@ -75,3 +84,133 @@ def test_deployment_policies_take_greengrass_defaults_and_travel_in_the_document
         "DO_NOTHING", "SKIP_NOTIFY_COMPONENTS", 5, 0)
     with pytest.raises(FleetError, match="configurationValidationPolicy.timeoutInSeconds"):
         FleetDeployment("thing/dev-a", {}, configuration_validation_timeout=-1)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
+          need_mosquitto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    for key, value in registry_server.environment(registry_server.device).items():
+        monkeypatch.setenv(key, value)
+    made = Fleet(tmp_path, registry_server, registry_url)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+CAREFUL = """\
+RecipeFormatVersion: '2020-01-25'
+ComponentName: test.Careful
+ComponentVersion: '1.0.0'
+ComponentConfiguration:
+  DefaultConfiguration:
+    AnswerUpdates: true
+    Level: 1
+Manifests:
+  - Platform: {os: linux}
+    Lifecycle:
+      Run: '"$EDGE_ACTORS_PYTHON" -u {artifacts:path}/careful.py'
+    Artifacts:
+      - URI: s3://build/careful.py
+"""
+
+# Answers a configuration validation unless the new configuration says Silent; answers
+# the component update notices (DeferComponentUpdate, no wait) while AnswerUpdates.
+CAREFUL_PY = """\
+import json, threading
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
+
+def report(key, value):
+    print("RESULT " + json.dumps({"key": key, "value": value}), flush=True)
+
+ipc = GreengrassCoreIPCClientV2()
+answer = ipc.get_configuration(key_path=["AnswerUpdates"]).value["AnswerUpdates"]
+
+def on_validate(event):
+    request = event.validate_configuration_update_event
+    report("validate", request.deployment_id)
+    if not request.configuration.get("Silent"):
+        ipc.send_configuration_validity_report(
+            configuration_validity_report=ConfigurationValidityReport(
+                status="ACCEPTED", deployment_id=request.deployment_id))
+
+def on_update(event):
+    if event.pre_update_event is not None:
+        deployment = event.pre_update_event.deployment_id
+        report("pre-update", deployment)
+        if answer:
+            ipc.defer_component_update(deployment_id=deployment, message="ready",
+                                       recheck_after_ms=0)
+
+ipc.subscribe_to_validate_configuration_updates(on_stream_event=on_validate)
+ipc.subscribe_to_component_updates(on_stream_event=on_update)
+report("subscribed", answer)
+threading.Event().wait(3600)
+"""
+
+
+@pytest.mark.anyio
+async def test_the_device_deploys_under_the_documents_update_and_validation_policies(
+        fleet: Fleet) -> None:
+    pytest.importorskip("awsiot", reason="awsiotsdk is not installed (pip install awsiotsdk)")
+    build = fleet.folder / "build"
+    async with fleet.registry() as registry:
+        await registry.publish(write(build / "careful.yaml", CAREFUL),
+                               write(build / "artifacts" / "careful.py", CAREFUL_PY).parent)
+    events: list[tuple[str, Any]] = []
+
+    def on_output(name: str, line: str) -> None:
+        if name == "test.Careful" and line.startswith("RESULT "):
+            event = json.loads(line[7:])
+            events.append((event["key"], event["value"]))
+
+    async def subscribed(answer: bool) -> None:
+        with anyio.fail_after(60):
+            while ("subscribed", answer) not in events:
+                await anyio.sleep(0.05)
+
+    def seen(key: str, deployment_id: str) -> bool:
+        return (key, deployment_id) in events
+
+    async with devices(fleet, ["dev-a"]) as running:
+        device = running["dev-a"]
+        device.nucleus.on_output(on_output)
+        first = await fleet.deploy("thing/dev-a", {"test.Careful": "1.0.0"})
+        assert first.counts() == {"SUCCEEDED": 1}, first.to_json()
+        await subscribed(True)
+
+        # SKIP_NOTIFY_COMPONENTS: the running component is not told (it would answer);
+        # its new configuration is still validated.
+        skipped = await fleet.deploy(
+            "thing/dev-a", {"test.Careful": "1.0.0"},
+            configuration_update={"test.Careful": {"merge": {"Level": 2,
+                                                             "AnswerUpdates": False}}},
+            **deployment_policies({"componentUpdatePolicy": {
+                "action": "SKIP_NOTIFY_COMPONENTS"}}))
+        assert skipped.counts() == {"SUCCEEDED": 1}, skipped.to_json()
+        skipped_id = skipped.deployment.deployment_id
+        assert seen("validate", skipped_id)
+        assert not seen("pre-update", skipped_id)
+        await subscribed(False)  # restarted with its new configuration
+
+        # NOTIFY_COMPONENTS: told; it does not answer, so the deployment goes on after
+        # componentUpdatePolicy's 1 s (not the default 60 s); then its configuration
+        # is not answered either: FAILED after configurationValidationPolicy's 2 s.
+        started = time.monotonic()
+        silent = await fleet.deploy(
+            "thing/dev-a", {"test.Careful": "1.0.0"},
+            configuration_update={"test.Careful": {"merge": {"Level": 3, "Silent": True}}},
+            wait=40.0, **deployment_policies({
+                "componentUpdatePolicy": {"action": "NOTIFY_COMPONENTS",
+                                          "timeoutInSeconds": 1},
+                "configurationValidationPolicy": {"timeoutInSeconds": 2}}))
+        elapsed = time.monotonic() - started
+        execution = silent.executions["dev-a"]
+        assert execution.status == "FAILED", silent.to_json()
+        assert execution.detailed == "FAILED_NO_STATE_CHANGE"
+        assert "component test.Careful did not report on its new configuration within 2 s" \
+            in execution.cause
+        assert seen("pre-update", silent.deployment.deployment_id)
+        assert elapsed < 25, elapsed
+        assert device.nucleus.status["test.Careful"].deployed.configuration["Level"] == 2
