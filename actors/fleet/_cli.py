@@ -80,11 +80,19 @@ def add_fleet(sub: Any) -> None:
     p.add_argument("--configuration-update", metavar="JSON",
                    help='{"NAME": {"MERGE": {...}, "RESET": ["/pointer", ...]}}')
     p.add_argument("--deployment-name", default="")
+    p.add_argument("--deployment-policies", metavar="JSON|@FILE",
+                   help="deploymentPolicies in CreateDeployment's shape: "
+                   '{"failureHandlingPolicy": "ROLLBACK|DO_NOTHING", "componentUpdatePolicy": '
+                   '{"action": "NOTIFY_COMPONENTS|SKIP_NOTIFY_COMPONENTS", "timeoutInSeconds": '
+                   '60}, "configurationValidationPolicy": {"timeoutInSeconds": 30}} '
+                   "(the defaults); unknown keys are refused")
     p.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
-                   default="ROLLBACK", help="failureHandlingPolicy (default: ROLLBACK)")
-    p.add_argument("--component-update-policy", default="NOTIFY_COMPONENTS",
-                   choices=["NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"])
-    p.add_argument("--component-update-timeout", type=int, default=60, metavar="SECONDS")
+                   help="failureHandlingPolicy (default: ROLLBACK)")
+    p.add_argument("--component-update-policy",
+                   choices=["NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"],
+                   help="componentUpdatePolicy's action (default: NOTIFY_COMPONENTS)")
+    p.add_argument("--component-update-timeout", type=int, metavar="SECONDS",
+                   help="componentUpdatePolicy's timeoutInSeconds (default: 60)")
     p.add_argument("--maximum-per-minute", type=int, default=1000,
                    help="rollout: devices notified per minute at most (default: 1000)")
     p.add_argument("--base-rate-per-minute", type=int,
@@ -225,11 +233,47 @@ def _configuration_update(text: str | None) -> dict[str, Any]:
     return {name: {k.lower(): v for k, v in update.items()} for name, update in data.items()}
 
 
+def _deployment_policies(args: argparse.Namespace) -> dict[str, Any]:
+    """``--deployment-policies JSON|@FILE``, checked as CreateDeployment checks it, with the
+    shorthand flags (``--failure-handling`` ...) filled in; the two may not disagree."""
+    from ._errors import FleetError
+    from ._model import deployment_policies
+
+    data: Any = {}
+    text = args.deployment_policies
+    if text:
+        try:
+            data = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+        except OSError as exc:
+            raise FleetError(f"--deployment-policies {text}: cannot read {exc.filename}: "
+                             f"{exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise FleetError(f"--deployment-policies: not valid JSON: {exc}") from None
+    try:
+        policies = deployment_policies(data)
+    except FleetError as exc:
+        raise FleetError(f"--deployment-policies: {exc}") from None
+    for flag, key, value in (
+            ("--failure-handling", "failure_handling", args.failure_handling),
+            ("--component-update-policy", "component_update_action",
+             args.component_update_policy),
+            ("--component-update-timeout", "component_update_timeout",
+             args.component_update_timeout)):
+        if value is None:
+            continue
+        if key in policies and policies[key] != value:
+            raise FleetError(f"{flag} {value} contradicts --deployment-policies, which says "
+                             f"{policies[key]}")
+        policies[key] = value
+    return policies
+
+
 async def _deploy(args: argparse.Namespace) -> int:
     from ._controller import Controller, Execution
     from ._errors import FleetError
     from ._model import AbortCriterion, Rollout
 
+    policies = _deployment_policies(args)
     components = {}
     for item in args.component:
         name, _, version = item.partition("=")
@@ -267,9 +311,7 @@ async def _deploy(args: argparse.Namespace) -> int:
         deployment = await controller.create(
             args.target, components,
             configuration_update=_configuration_update(args.configuration_update),
-            failure_handling=args.failure_handling,
-            component_update_action=args.component_update_policy,
-            component_update_timeout=args.component_update_timeout, rollout=rollout,
+            **policies, rollout=rollout,
             abort=tuple(abort), timeout_seconds=args.timeout,
             deployment_name=args.deployment_name)
         print(f"deployment {deployment.deployment_id} to {args.target} "

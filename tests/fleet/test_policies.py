@@ -6,6 +6,8 @@ validation timeout. End to end: mosquitto, SeaweedFS, a runtime and an SDK compo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +216,63 @@ async def test_the_device_deploys_under_the_documents_update_and_validation_poli
         assert seen("pre-update", silent.deployment.deployment_id)
         assert elapsed < 25, elapsed
         assert device.nucleus.status["test.Careful"].deployed.configuration["Level"] == 2
+
+
+def deploy_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "actors", "fleet", "deploy",
+                           "--registry", "s3://nowhere/fleet", "--broker", "mqtt://127.0.0.1:9",
+                           "--target", "thing/dev-a", "--component", "test.App=1.0.0", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_command_line_refuses_bad_policies_before_touching_anything(
+        tmp_path: Path) -> None:
+    # Nothing listens on the broker nor the registry given: the check comes first.
+    refused = deploy_cli("--deployment-policies",
+                         '{"componentUpdatePolicy": {"action": "NOTIFY", "timeoutInSeconds": 5}}')
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        'edge-actors: --deployment-policies: deploymentPolicies.componentUpdatePolicy.action: '
+        '"NOTIFY": expected NOTIFY_COMPONENTS or SKIP_NOTIFY_COMPONENTS\n')
+    refused = deploy_cli("--deployment-policies", "@" + str(write(
+        tmp_path / "policies.json", '{"failureHandlingPolicy": "ROLLBACK", "timeout": 5}')))
+    assert refused.returncode == 1
+    assert "deploymentPolicies: unknown key 'timeout'" in refused.stderr
+    refused = deploy_cli("--deployment-policies", f"@{tmp_path / 'missing.json'}")
+    assert refused.returncode == 1
+    assert f"cannot read {tmp_path / 'missing.json'}: No such file" in refused.stderr
+    refused = deploy_cli("--deployment-policies", '{"failureHandlingPolicy": "ROLLBACK"}',
+                         "--failure-handling", "DO_NOTHING")
+    assert refused.returncode == 1
+    assert "--failure-handling DO_NOTHING contradicts --deployment-policies, which says " \
+        "ROLLBACK" in refused.stderr
+
+
+def test_fleet_deploy_writes_the_policies_file_into_the_document(fleet: Fleet,
+                                                                 tmp_path: Path) -> None:
+    anyio.run(fleet.publish, {"test.Runtime": "1.0.0"})
+    policies = write(tmp_path / "policies.json", json.dumps({
+        "componentUpdatePolicy": {"action": "SKIP_NOTIFY_COMPONENTS"},
+        "configurationValidationPolicy": {"timeoutInSeconds": 7}}))
+    cert, key = fleet.pki.controller()
+    server = fleet.registry_server
+    # No device runs: the rollout gives up after --wait, the document stays in the registry.
+    done = subprocess.run(
+        [sys.executable, "-m", "actors", "fleet", "deploy", "--registry", fleet.url,
+         "--broker", f"mqtts://127.0.0.1:{fleet.broker.port}", "--ca", str(fleet.pki.ca),
+         "--cert", str(cert), "--key", str(key), "--target", "thing/dev-a", "--component",
+         "test.Runtime=1.0.0", "--deployment-policies", f"@{policies}",
+         "--component-update-timeout", "9", "--wait", "1"],
+        env={"PATH": "/usr/bin:/bin", **server.environment(server.admin)},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    deployment_id = done.stdout.split()[1]
+
+    async def document() -> Any:
+        async with fleet.registry() as registry:
+            return await registry.document(deployment_id)
+
+    assert anyio.run(document)[POLICIES] == {
+        "failureHandlingPolicy": "ROLLBACK",
+        "componentUpdatePolicy": {"action": "SKIP_NOTIFY_COMPONENTS", "timeoutInSeconds": 9},
+        "configurationValidationPolicy": {"timeoutInSeconds": 7}}
