@@ -16,7 +16,8 @@ components are the union of its groups'.
 
 It reports on ``fleet/things/<thing>/jobs/<id>/update``: IN_PROGRESS, then
 SUCCEEDED or FAILED with the detailed status, the cause and each component's
-version and state; and its health on ``fleet/things/<thing>/status``.
+version and state, or REJECTED (nothing changed) when the document is not one
+it can take; and its health on ``fleet/things/<thing>/status``.
 
 Notices are handled once: a deployment already recorded (in the agent's state
 or in the runtime's history, e.g. one rolled back after a kill -9) is reported
@@ -164,27 +165,37 @@ class DeviceAgent:
             await self._finish(group, deployment_id, None, earlier)
             return
         self._report_now(deployment_id, ExecutionStatus.IN_PROGRESS)
-        document = await self._document(notice)
-        if document.target != group:
-            raise FleetError(f"deployment {deployment_id}: its document targets "
-                             f"{document.target}, the notice {group}")
+        data = await self._document(notice)  # the registry unreachable: FAILED, tried again
+        try:
+            document = FleetDeployment.from_json(data)
+            if document.target != group:
+                raise FleetError(f"it targets {document.target}, the notice {group}")
+        except (FleetError, KeyError, TypeError, ValueError) as exc:
+            # A document this device cannot take is REJECTED (IoT Jobs' word for a job
+            # its device refuses), once: nothing was changed, nothing is tried again.
+            cause = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            report = self._report(deployment_id, ExecutionStatus.REJECTED,
+                                  cause=f"the deployment document is not valid: {cause}",
+                                  detailed="REJECTED")
+            await self._record(group, deployment_id, ExecutionStatus.REJECTED, report)
+            return
         request = await anyio.to_thread.run_sync(self._request, group, document)
         record = await self.nucleus.deploy(request)
         await self._finish(group, deployment_id, document, record)
 
-    async def _document(self, notice: Mapping[str, Any]) -> FleetDeployment:
+    async def _document(self, notice: Mapping[str, Any]) -> Any:
+        """The deployment document's JSON, from the notice or the registry."""
         inline = notice.get("deploymentDocument")
         if isinstance(inline, dict) and inline.get("deploymentId") == notice["deploymentId"]:
-            return FleetDeployment.from_json(inline)  # small ones travel in the notice
+            return inline  # small ones travel in the notice
         if self._registry is None:
             self._registry = await self._stack.enter_async_context(
                 Registry(self.registry_url, self.s3))
         before = self._registry.requests
         try:
-            data = await self._registry.document(str(notice["deploymentId"]))
+            return await self._registry.document(str(notice["deploymentId"]))
         finally:
             self.s3_requests += self._registry.requests - before
-        return FleetDeployment.from_json(data)
 
     def _request(self, group: str, document: FleetDeployment) -> Any:
         from ..deploy import ComponentUpdatePolicy, DeploymentRequest, FailureHandling
@@ -229,6 +240,11 @@ class DeviceAgent:
                                  "roots": dict(document.components)}
             else:
                 groups.pop(group, None)
+        await self._record(group, deployment_id, status, report)
+
+    async def _record(self, group: str, deployment_id: str, status: ExecutionStatus,
+                      report: dict[str, Any]) -> None:
+        """Keep ``report`` (a notice sent again is answered with it), durably, and send it."""
         reported = self.state["reported"]
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:

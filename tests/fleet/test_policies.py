@@ -17,7 +17,8 @@ import anyio
 import pytest
 
 from actors.fleet import FleetDeployment, FleetError
-from actors.fleet._model import deployment_policies
+from actors.fleet._controller import Controller
+from actors.fleet._model import AbortCriterion, Rollout, deployment_policies
 
 from .conftest import write
 from .fleet import Fleet, devices
@@ -216,6 +217,40 @@ async def test_the_device_deploys_under_the_documents_update_and_validation_poli
         assert seen("pre-update", silent.deployment.deployment_id)
         assert elapsed < 25, elapsed
         assert device.nucleus.status["test.Careful"].deployed.configuration["Level"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_device_rejects_a_document_with_bad_policies_and_changes_nothing(
+        fleet: Fleet) -> None:
+    things = ["dev-a", "dev-b", "dev-c"]
+    await fleet.publish({"test.Runtime": "1.0.0"})
+    async with fleet.registry() as registry:
+        await registry.add_to_group("line", things)
+    async with devices(fleet, things) as running, fleet.registry() as registry:
+        controller = Controller(registry, fleet.settings(), inline_limit=0)
+        deployment = await controller.create(
+            "thinggroup/line", {"test.Runtime": "1.0.0"},
+            rollout=Rollout(maximum_per_minute=20),  # one every 3 s
+            abort=(AbortCriterion("REJECTED", 50, 1),))
+        # The document as another writer of the registry left it: a policy Greengrass
+        # does not have.
+        document = deployment.to_json()
+        document[POLICIES]["componentUpdatePolicy"]["action"] = "NOTIFY"
+        await registry.put_json(registry.document_key(deployment.deployment_id), document)
+        result = await controller.rollout(deployment, things, wait=60.0)
+        assert result.counts() == {"REJECTED": 1, "CANCELED": 2}, result.to_json()
+        assert result.aborted.startswith("abort criterion met: REJECTED")
+        [rejected] = [e for e in result.executions.values() if e.status == "REJECTED"]
+        assert rejected.detailed == "REJECTED"
+        assert rejected.cause == (
+            "the deployment document is not valid: deploymentPolicies.componentUpdatePolicy."
+            'action: "NOTIFY": expected NOTIFY_COMPONENTS or SKIP_NOTIFY_COMPONENTS')
+        for device in running.values():  # nothing deployed, nothing recorded
+            assert device.nucleus.history() == []
+            assert dict(device.nucleus.status) == {}
+        assert running[rejected.thing].agent.last == {
+            "deploymentId": deployment.deployment_id, "groupName": "thinggroup/line",
+            "status": "REJECTED"}
 
 
 def deploy_cli(*args: str) -> subprocess.CompletedProcess[str]:
