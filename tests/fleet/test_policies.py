@@ -253,6 +253,28 @@ async def test_a_device_rejects_a_document_with_bad_policies_and_changes_nothing
             "status": "REJECTED"}
 
 
+@pytest.mark.anyio
+async def test_do_nothing_leaves_the_failed_deployment_in_place(fleet: Fleet) -> None:
+    stack = {"test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"}
+    await fleet.publish(stack)
+    await fleet.publish({"test.App": "2.0.0"}, broken=True)  # its install exits 1
+    async with devices(fleet, ["dev-a"]) as running:
+        device = running["dev-a"]
+        first = await fleet.deploy("thing/dev-a", {"test.App": "1.0.0"})
+        assert first.counts() == {"SUCCEEDED": 1}, first.to_json()
+        broken = await fleet.deploy("thing/dev-a", {"test.App": "2.0.0"},
+                                    **deployment_policies({"failureHandlingPolicy":
+                                                           "DO_NOTHING"}))
+        execution = broken.executions["dev-a"]
+        assert execution.status == "FAILED", broken.to_json()
+        assert execution.detailed == "FAILED_ROLLBACK_NOT_REQUESTED"
+        assert "test.App: install step exited with code 1" in execution.cause
+        # Not rolled back: the new version stays, and is the group's deployment now.
+        assert device.nucleus.status["test.App"].version == "2.0.0"
+        assert device.agent.state["groups"]["thing/dev-a"]["deploymentId"] == \
+            broken.deployment.deployment_id
+
+
 def deploy_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "actors", "fleet", "deploy",
                            "--registry", "s3://nowhere/fleet", "--broker", "mqtt://127.0.0.1:9",
