@@ -140,7 +140,92 @@ def deployment_policies(data: Any, where: str = "deploymentPolicies") -> dict[st
     return out
 
 
-def _structure(data: Any, where: str, keys: tuple[str, ...]) -> None:
+_JOB_KEYS = ("jobExecutionsRolloutConfig", "abortConfig", "timeoutConfig")
+
+
+def iot_job_configuration(data: Any, where: str = "iotJobConfiguration") -> dict[str, Any]:
+    """Greengrass's ``iotJobConfiguration``, checked key by key as CreateDeployment checks
+    it (unknown keys, missing required ones, types, enumerations and bounds: at most
+    1,000 devices a minute, an increment factor of 1 to 5, a threshold of at most 100 %),
+    as :class:`FleetDeployment`'s keyword arguments ``rollout``, ``abort`` and
+    ``timeout_seconds``. ``timeoutConfig`` also takes ``inProgressTimeoutInSeconds``."""
+    _structure(data, where, _JOB_KEYS)
+    out: dict[str, Any] = {}
+    if "jobExecutionsRolloutConfig" in data:
+        config = data["jobExecutionsRolloutConfig"]
+        key = f"{where}.jobExecutionsRolloutConfig"
+        _structure(config, key, ("exponentialRate", "maximumPerMinute"))
+        rollout: dict[str, Any] = {}
+        if "maximumPerMinute" in config:
+            rollout["maximum_per_minute"] = _number(
+                config["maximumPerMinute"], f"{key}.maximumPerMinute", 1, 1000)
+        if "exponentialRate" in config:
+            rate = config["exponentialRate"]
+            key = f"{key}.exponentialRate"
+            _structure(rate, key, ("baseRatePerMinute", "incrementFactor",
+                                   "rateIncreaseCriteria"), required=True)
+            rollout["base_rate_per_minute"] = _number(
+                rate["baseRatePerMinute"], f"{key}.baseRatePerMinute", 1, 1000)
+            rollout["increment_factor"] = float(_number(
+                rate["incrementFactor"], f"{key}.incrementFactor", 1, 5, integer=False))
+            criteria = rate["rateIncreaseCriteria"]
+            key = f"{key}.rateIncreaseCriteria"
+            _structure(criteria, key, ("numberOfNotifiedThings", "numberOfSucceededThings"))
+            if "numberOfNotifiedThings" in criteria:
+                rollout["notified_to_increase"] = _number(
+                    criteria["numberOfNotifiedThings"], f"{key}.numberOfNotifiedThings", 1)
+            if "numberOfSucceededThings" in criteria:
+                rollout["succeeded_to_increase"] = _number(
+                    criteria["numberOfSucceededThings"], f"{key}.numberOfSucceededThings", 1)
+        out["rollout"] = Rollout(**rollout)
+    if "abortConfig" in data:
+        config = data["abortConfig"]
+        key = f"{where}.abortConfig"
+        _structure(config, key, ("criteriaList",), required=True)
+        criteria = config["criteriaList"]
+        if not isinstance(criteria, list) or not criteria:
+            raise FleetError(f"{key}.criteriaList: {_shown(criteria)}: expected a list of "
+                             "one criterion or more")
+        abort = []
+        for i, criterion in enumerate(criteria):
+            at = f"{key}.criteriaList[{i}]"
+            _structure(criterion, at, ("failureType", "action", "thresholdPercentage",
+                                       "minNumberOfExecutedThings"), required=True)
+            abort.append(AbortCriterion(
+                _choice(criterion["failureType"], f"{at}.failureType",
+                        ("FAILED", "REJECTED", "TIMED_OUT", "ALL")),
+                float(_number(criterion["thresholdPercentage"], f"{at}.thresholdPercentage",
+                              0, 100, integer=False)),
+                _number(criterion["minNumberOfExecutedThings"],
+                        f"{at}.minNumberOfExecutedThings", 1),
+                _choice(criterion["action"], f"{at}.action", ("CANCEL",))))
+        out["abort"] = tuple(abort)
+    if "timeoutConfig" in data:
+        config = data["timeoutConfig"]
+        key = f"{where}.timeoutConfig"
+        _structure(config, key, ("inProgressTimeoutInMinutes", "inProgressTimeoutInSeconds"))
+        if "inProgressTimeoutInSeconds" in config:
+            out["timeout_seconds"] = float(_number(
+                config["inProgressTimeoutInSeconds"], f"{key}.inProgressTimeoutInSeconds",
+                0, integer=False))
+        elif "inProgressTimeoutInMinutes" in config:
+            out["timeout_seconds"] = 60.0 * _number(
+                config["inProgressTimeoutInMinutes"], f"{key}.inProgressTimeoutInMinutes", 1)
+    return out
+
+
+def _number(value: Any, where: str, low: float, high: float | None = None, *,
+            integer: bool = True) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low or (
+            high is not None and value > high):
+        what = "a whole number" if integer else "a number"
+        span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise FleetError(f"{where}: {_shown(value)}: expected {what} {span}")
+    return value
+
+
+def _structure(data: Any, where: str, keys: tuple[str, ...], required: bool = False) -> None:
     if not isinstance(data, Mapping):
         raise FleetError(f"{where}: expected an object with {', '.join(keys)}; "
                          f"got {_shown(data)}")
@@ -148,6 +233,9 @@ def _structure(data: Any, where: str, keys: tuple[str, ...]) -> None:
     if unknown:
         raise FleetError(f"{where}: unknown key {unknown[0]!r}, must be one of: "
                          f"{', '.join(keys)}")
+    missing = [k for k in keys if k not in data] if required else []
+    if missing:
+        raise FleetError(f"{where}: missing {', '.join(missing)} (required)")
 
 
 def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
@@ -216,8 +304,10 @@ class FleetDeployment:
         if self.abort:
             job["abortConfig"] = {"criteriaList": [c.to_json() for c in self.abort]}
         if self.timeout_seconds is not None:
-            job["timeoutConfig"] = {"inProgressTimeoutInMinutes": self.timeout_seconds / 60,
-                                    "inProgressTimeoutInSeconds": self.timeout_seconds}
+            timeout: dict[str, Any] = {"inProgressTimeoutInSeconds": self.timeout_seconds}
+            if self.timeout_seconds >= 60 and self.timeout_seconds % 60 == 0:
+                timeout["inProgressTimeoutInMinutes"] = int(self.timeout_seconds // 60)
+            job["timeoutConfig"] = timeout
         return {
             "deploymentId": self.deployment_id,
             "deploymentName": self.deployment_name or self.deployment_id,
