@@ -7,13 +7,17 @@ is small, as IoT Jobs carries it; else read from the registry), writes
 its recipes to a folder under the root, and hands a
 :class:`~actors.deploy.DeploymentRequest` for that group to
 :meth:`Nucleus.deploy`: the same queue, plan, artifact cache and rollback as a
-local deployment. The group's previous root components that the new
-deployment does not name are removed (a new deployment to a group replaces
-the previous one); the device's components are the union of its groups'.
+local deployment, under the document's ``deploymentPolicies`` (failure
+handling; the component update action and timeout: whether running components
+are told first and may defer; the configuration validation timeout). The
+group's previous root components that the new deployment does not name are
+removed (a new deployment to a group replaces the previous one); the device's
+components are the union of its groups'.
 
 It reports on ``fleet/things/<thing>/jobs/<id>/update``: IN_PROGRESS, then
 SUCCEEDED or FAILED with the detailed status, the cause and each component's
-version and state; and its health on ``fleet/things/<thing>/status``.
+version and state, or REJECTED (nothing changed) when the document is not one
+it can take; and its health on ``fleet/things/<thing>/status``.
 
 Notices are handled once: a deployment already recorded (in the agent's state
 or in the runtime's history, e.g. one rolled back after a kill -9) is reported
@@ -161,30 +165,40 @@ class DeviceAgent:
             await self._finish(group, deployment_id, None, earlier)
             return
         self._report_now(deployment_id, ExecutionStatus.IN_PROGRESS)
-        document = await self._document(notice)
-        if document.target != group:
-            raise FleetError(f"deployment {deployment_id}: its document targets "
-                             f"{document.target}, the notice {group}")
+        data = await self._document(notice)  # the registry unreachable: FAILED, tried again
+        try:
+            document = FleetDeployment.from_json(data)
+            if document.target != group:
+                raise FleetError(f"it targets {document.target}, the notice {group}")
+        except (FleetError, KeyError, TypeError, ValueError) as exc:
+            # A document this device cannot take is REJECTED (IoT Jobs' word for a job
+            # its device refuses), once: nothing was changed, nothing is tried again.
+            cause = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            report = self._report(deployment_id, ExecutionStatus.REJECTED,
+                                  cause=f"the deployment document is not valid: {cause}",
+                                  detailed="REJECTED")
+            await self._record(group, deployment_id, ExecutionStatus.REJECTED, report)
+            return
         request = await anyio.to_thread.run_sync(self._request, group, document)
         record = await self.nucleus.deploy(request)
         await self._finish(group, deployment_id, document, record)
 
-    async def _document(self, notice: Mapping[str, Any]) -> FleetDeployment:
+    async def _document(self, notice: Mapping[str, Any]) -> Any:
+        """The deployment document's JSON, from the notice or the registry."""
         inline = notice.get("deploymentDocument")
         if isinstance(inline, dict) and inline.get("deploymentId") == notice["deploymentId"]:
-            return FleetDeployment.from_json(inline)  # small ones travel in the notice
+            return inline  # small ones travel in the notice
         if self._registry is None:
             self._registry = await self._stack.enter_async_context(
                 Registry(self.registry_url, self.s3))
         before = self._registry.requests
         try:
-            data = await self._registry.document(str(notice["deploymentId"]))
+            return await self._registry.document(str(notice["deploymentId"]))
         finally:
             self.s3_requests += self._registry.requests - before
-        return FleetDeployment.from_json(data)
 
     def _request(self, group: str, document: FleetDeployment) -> Any:
-        from ..deploy import DeploymentRequest, FailureHandling
+        from ..deploy import ComponentUpdatePolicy, DeploymentRequest, FailureHandling
 
         folder = self.folder / "recipes" / document.deployment_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -200,7 +214,10 @@ class DeviceAgent:
             configuration_update={n: {k: v for k, v in u.items() if v is not None}
                                   for n, u in document.configuration_update.items()},
             recipe_dir=folder, failure_handling=FailureHandling(document.failure_handling),
-            group=group, deployment_id=document.deployment_id)
+            group=group, deployment_id=document.deployment_id,
+            component_update_policy=ComponentUpdatePolicy(document.component_update_action),
+            component_update_timeout=float(document.component_update_timeout),
+            configuration_validation_timeout=float(document.configuration_validation_timeout))
 
     async def _finish(self, group: str, deployment_id: str, document: FleetDeployment | None,
                       record: DeploymentRecord) -> None:
@@ -223,6 +240,11 @@ class DeviceAgent:
                                  "roots": dict(document.components)}
             else:
                 groups.pop(group, None)
+        await self._record(group, deployment_id, status, report)
+
+    async def _record(self, group: str, deployment_id: str, status: ExecutionStatus,
+                      report: dict[str, Any]) -> None:
+        """Keep ``report`` (a notice sent again is answered with it), durably, and send it."""
         reported = self.state["reported"]
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:

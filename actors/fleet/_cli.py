@@ -80,16 +80,29 @@ def add_fleet(sub: Any) -> None:
     p.add_argument("--configuration-update", metavar="JSON",
                    help='{"NAME": {"MERGE": {...}, "RESET": ["/pointer", ...]}}')
     p.add_argument("--deployment-name", default="")
+    p.add_argument("--deployment-policies", metavar="JSON|@FILE",
+                   help="deploymentPolicies in CreateDeployment's shape: "
+                   '{"failureHandlingPolicy": "ROLLBACK|DO_NOTHING", "componentUpdatePolicy": '
+                   '{"action": "NOTIFY_COMPONENTS|SKIP_NOTIFY_COMPONENTS", "timeoutInSeconds": '
+                   '60}, "configurationValidationPolicy": {"timeoutInSeconds": 30}} '
+                   "(the defaults); unknown keys are refused")
     p.add_argument("--failure-handling", choices=["ROLLBACK", "DO_NOTHING"],
-                   default="ROLLBACK", help="failureHandlingPolicy (default: ROLLBACK)")
-    p.add_argument("--component-update-policy", default="NOTIFY_COMPONENTS",
-                   choices=["NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"])
-    p.add_argument("--component-update-timeout", type=int, default=60, metavar="SECONDS")
-    p.add_argument("--maximum-per-minute", type=int, default=1000,
-                   help="rollout: devices notified per minute at most (default: 1000)")
+                   help="failureHandlingPolicy (default: ROLLBACK)")
+    p.add_argument("--component-update-policy",
+                   choices=["NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"],
+                   help="componentUpdatePolicy's action (default: NOTIFY_COMPONENTS)")
+    p.add_argument("--component-update-timeout", type=int, metavar="SECONDS",
+                   help="componentUpdatePolicy's timeoutInSeconds (default: 60)")
+    p.add_argument("--iot-job-configuration", metavar="JSON|@FILE",
+                   help="iotJobConfiguration in CreateDeployment's shape "
+                   "(jobExecutionsRolloutConfig, abortConfig, timeoutConfig), checked as "
+                   "CreateDeployment checks it; instead of the flags below")
+    p.add_argument("--maximum-per-minute", type=int,
+                   help="rollout: devices notified per minute at most (default: 1000; "
+                   "not capped at IoT Jobs' 1,000 here)")
     p.add_argument("--base-rate-per-minute", type=int,
                    help="rollout: start at this rate and raise it exponentially")
-    p.add_argument("--increment-factor", type=float, default=2.0)
+    p.add_argument("--increment-factor", type=float, help="(default: 2)")
     p.add_argument("--rate-increase-notified", type=int, metavar="N",
                    help="raise the rate each time N more devices were notified")
     p.add_argument("--rate-increase-succeeded", type=int, metavar="N",
@@ -225,17 +238,43 @@ def _configuration_update(text: str | None) -> dict[str, Any]:
     return {name: {k.lower(): v for k, v in update.items()} for name, update in data.items()}
 
 
-async def _deploy(args: argparse.Namespace) -> int:
-    from ._controller import Controller, Execution
+def _json_flag(text: str | None, flag: str) -> Any:
+    """A flag's JSON, inline or ``@FILE``; ``{}`` when not given."""
     from ._errors import FleetError
-    from ._model import AbortCriterion, Rollout
 
-    components = {}
-    for item in args.component:
-        name, _, version = item.partition("=")
-        if not name or not version:
-            raise FleetError(f"--component {item!r}: expected NAME=VERSION")
-        components[name] = version
+    if not text:
+        return {}
+    try:
+        return json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+    except OSError as exc:
+        raise FleetError(f"{flag} {text}: cannot read {exc.filename}: {exc.strerror}"
+                         ) from None
+    except json.JSONDecodeError as exc:
+        raise FleetError(f"{flag}: not valid JSON: {exc}") from None
+
+
+def _iot_job_configuration(args: argparse.Namespace) -> dict[str, Any]:
+    """``--iot-job-configuration JSON|@FILE`` checked as CreateDeployment checks it, or the
+    rollout, abort and timeout flags; not both."""
+    from ._errors import FleetError
+    from ._model import AbortCriterion, Rollout, iot_job_configuration
+
+    flags = [flag for flag, value in (
+        ("--maximum-per-minute", args.maximum_per_minute),
+        ("--base-rate-per-minute", args.base_rate_per_minute),
+        ("--increment-factor", args.increment_factor),
+        ("--rate-increase-notified", args.rate_increase_notified),
+        ("--rate-increase-succeeded", args.rate_increase_succeeded),
+        ("--abort", args.abort or None), ("--timeout", args.timeout)) if value is not None]
+    if args.iot_job_configuration:
+        if flags:
+            raise FleetError(f"--iot-job-configuration and {', '.join(flags)}: give the "
+                             "JSON or the flags, not both")
+        data = _json_flag(args.iot_job_configuration, "--iot-job-configuration")
+        try:
+            return iot_job_configuration(data)
+        except FleetError as exc:
+            raise FleetError(f"--iot-job-configuration: {exc}") from None
     abort = []
     for item in args.abort:
         parts = item.split(":")
@@ -249,9 +288,51 @@ async def _deploy(args: argparse.Namespace) -> int:
         except ValueError:
             raise FleetError(f"--abort {item!r}: PERCENT and MIN_EXECUTED are numbers"
                              ) from None
-    rollout = Rollout(args.maximum_per_minute, args.base_rate_per_minute,
-                      args.increment_factor, args.rate_increase_notified,
-                      args.rate_increase_succeeded)
+    rollout = Rollout(1000 if args.maximum_per_minute is None else args.maximum_per_minute,
+                      args.base_rate_per_minute,
+                      2.0 if args.increment_factor is None else args.increment_factor,
+                      args.rate_increase_notified, args.rate_increase_succeeded)
+    return {"rollout": rollout, "abort": tuple(abort), "timeout_seconds": args.timeout}
+
+
+def _deployment_policies(args: argparse.Namespace) -> dict[str, Any]:
+    """``--deployment-policies JSON|@FILE``, checked as CreateDeployment checks it, with the
+    shorthand flags (``--failure-handling`` ...) filled in; the two may not disagree."""
+    from ._errors import FleetError
+    from ._model import deployment_policies
+
+    data = _json_flag(args.deployment_policies, "--deployment-policies")
+    try:
+        policies = deployment_policies(data)
+    except FleetError as exc:
+        raise FleetError(f"--deployment-policies: {exc}") from None
+    for flag, key, value in (
+            ("--failure-handling", "failure_handling", args.failure_handling),
+            ("--component-update-policy", "component_update_action",
+             args.component_update_policy),
+            ("--component-update-timeout", "component_update_timeout",
+             args.component_update_timeout)):
+        if value is None:
+            continue
+        if key in policies and policies[key] != value:
+            raise FleetError(f"{flag} {value} contradicts --deployment-policies, which says "
+                             f"{policies[key]}")
+        policies[key] = value
+    return policies
+
+
+async def _deploy(args: argparse.Namespace) -> int:
+    from ._controller import Controller, Execution
+    from ._errors import FleetError
+
+    policies = _deployment_policies(args)
+    job = _iot_job_configuration(args)
+    components = {}
+    for item in args.component:
+        name, _, version = item.partition("=")
+        if not name or not version:
+            raise FleetError(f"--component {item!r}: expected NAME=VERSION")
+        components[name] = version
 
     def show(execution: Execution) -> None:
         status = execution.status
@@ -267,11 +348,7 @@ async def _deploy(args: argparse.Namespace) -> int:
         deployment = await controller.create(
             args.target, components,
             configuration_update=_configuration_update(args.configuration_update),
-            failure_handling=args.failure_handling,
-            component_update_action=args.component_update_policy,
-            component_update_timeout=args.component_update_timeout, rollout=rollout,
-            abort=tuple(abort), timeout_seconds=args.timeout,
-            deployment_name=args.deployment_name)
+            **policies, **job, deployment_name=args.deployment_name)
         print(f"deployment {deployment.deployment_id} to {args.target} "
               f"({len(things)} device(s))", flush=True)
         result = await controller.rollout(deployment, things, wait=args.wait, on_change=show)

@@ -104,6 +104,158 @@ class AbortCriterion:
         return failures * 100.0 >= self.threshold_percentage * executed
 
 
+FAILURE_HANDLING = ("ROLLBACK", "DO_NOTHING")
+UPDATE_ACTIONS = ("NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS")
+_POLICY_KEYS = ("failureHandlingPolicy", "componentUpdatePolicy",
+                "configurationValidationPolicy")
+
+
+def deployment_policies(data: Any, where: str = "deploymentPolicies") -> dict[str, Any]:
+    """Greengrass's ``deploymentPolicies``, checked key by key as CreateDeployment checks
+    them (an unknown key, a wrong type or value is refused, the key named), as
+    :class:`FleetDeployment`'s keyword arguments; a missing key takes Greengrass's default
+    (ROLLBACK; NOTIFY_COMPONENTS, 60 s; 30 s)."""
+    _structure(data, where, _POLICY_KEYS)
+    out: dict[str, Any] = {}
+    if "failureHandlingPolicy" in data:
+        out["failure_handling"] = _choice(data["failureHandlingPolicy"],
+                                          f"{where}.failureHandlingPolicy", FAILURE_HANDLING)
+    if "componentUpdatePolicy" in data:
+        update = data["componentUpdatePolicy"]
+        key = f"{where}.componentUpdatePolicy"
+        _structure(update, key, ("action", "timeoutInSeconds"))
+        if "action" in update:
+            out["component_update_action"] = _choice(update["action"], f"{key}.action",
+                                                      UPDATE_ACTIONS)
+        if "timeoutInSeconds" in update:
+            out["component_update_timeout"] = _seconds(update["timeoutInSeconds"],
+                                                        f"{key}.timeoutInSeconds")
+    if "configurationValidationPolicy" in data:
+        validation = data["configurationValidationPolicy"]
+        key = f"{where}.configurationValidationPolicy"
+        _structure(validation, key, ("timeoutInSeconds",))
+        if "timeoutInSeconds" in validation:
+            out["configuration_validation_timeout"] = _seconds(
+                validation["timeoutInSeconds"], f"{key}.timeoutInSeconds")
+    return out
+
+
+_JOB_KEYS = ("jobExecutionsRolloutConfig", "abortConfig", "timeoutConfig")
+
+
+def iot_job_configuration(data: Any, where: str = "iotJobConfiguration") -> dict[str, Any]:
+    """Greengrass's ``iotJobConfiguration``, checked key by key as CreateDeployment checks
+    it (unknown keys, missing required ones, types, enumerations and bounds: at most
+    1,000 devices a minute, an increment factor of 1 to 5, a threshold of at most 100 %),
+    as :class:`FleetDeployment`'s keyword arguments ``rollout``, ``abort`` and
+    ``timeout_seconds``. ``timeoutConfig`` also takes ``inProgressTimeoutInSeconds``."""
+    _structure(data, where, _JOB_KEYS)
+    out: dict[str, Any] = {}
+    if "jobExecutionsRolloutConfig" in data:
+        config = data["jobExecutionsRolloutConfig"]
+        key = f"{where}.jobExecutionsRolloutConfig"
+        _structure(config, key, ("exponentialRate", "maximumPerMinute"))
+        rollout: dict[str, Any] = {}
+        if "maximumPerMinute" in config:
+            rollout["maximum_per_minute"] = _number(
+                config["maximumPerMinute"], f"{key}.maximumPerMinute", 1, 1000)
+        if "exponentialRate" in config:
+            rate = config["exponentialRate"]
+            key = f"{key}.exponentialRate"
+            _structure(rate, key, ("baseRatePerMinute", "incrementFactor",
+                                   "rateIncreaseCriteria"), required=True)
+            rollout["base_rate_per_minute"] = _number(
+                rate["baseRatePerMinute"], f"{key}.baseRatePerMinute", 1, 1000)
+            rollout["increment_factor"] = float(_number(
+                rate["incrementFactor"], f"{key}.incrementFactor", 1, 5, integer=False))
+            criteria = rate["rateIncreaseCriteria"]
+            key = f"{key}.rateIncreaseCriteria"
+            _structure(criteria, key, ("numberOfNotifiedThings", "numberOfSucceededThings"))
+            if "numberOfNotifiedThings" in criteria:
+                rollout["notified_to_increase"] = _number(
+                    criteria["numberOfNotifiedThings"], f"{key}.numberOfNotifiedThings", 1)
+            if "numberOfSucceededThings" in criteria:
+                rollout["succeeded_to_increase"] = _number(
+                    criteria["numberOfSucceededThings"], f"{key}.numberOfSucceededThings", 1)
+        out["rollout"] = Rollout(**rollout)
+    if "abortConfig" in data:
+        config = data["abortConfig"]
+        key = f"{where}.abortConfig"
+        _structure(config, key, ("criteriaList",), required=True)
+        criteria = config["criteriaList"]
+        if not isinstance(criteria, list) or not criteria:
+            raise FleetError(f"{key}.criteriaList: {_shown(criteria)}: expected a list of "
+                             "one criterion or more")
+        abort = []
+        for i, criterion in enumerate(criteria):
+            at = f"{key}.criteriaList[{i}]"
+            _structure(criterion, at, ("failureType", "action", "thresholdPercentage",
+                                       "minNumberOfExecutedThings"), required=True)
+            abort.append(AbortCriterion(
+                _choice(criterion["failureType"], f"{at}.failureType",
+                        ("FAILED", "REJECTED", "TIMED_OUT", "ALL")),
+                float(_number(criterion["thresholdPercentage"], f"{at}.thresholdPercentage",
+                              0, 100, integer=False)),
+                _number(criterion["minNumberOfExecutedThings"],
+                        f"{at}.minNumberOfExecutedThings", 1),
+                _choice(criterion["action"], f"{at}.action", ("CANCEL",))))
+        out["abort"] = tuple(abort)
+    if "timeoutConfig" in data:
+        config = data["timeoutConfig"]
+        key = f"{where}.timeoutConfig"
+        _structure(config, key, ("inProgressTimeoutInMinutes", "inProgressTimeoutInSeconds"))
+        if "inProgressTimeoutInSeconds" in config:
+            out["timeout_seconds"] = float(_number(
+                config["inProgressTimeoutInSeconds"], f"{key}.inProgressTimeoutInSeconds",
+                0, integer=False))
+        elif "inProgressTimeoutInMinutes" in config:
+            out["timeout_seconds"] = 60.0 * _number(
+                config["inProgressTimeoutInMinutes"], f"{key}.inProgressTimeoutInMinutes", 1)
+    return out
+
+
+def _number(value: Any, where: str, low: float, high: float | None = None, *,
+            integer: bool = True) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low or (
+            high is not None and value > high):
+        what = "a whole number" if integer else "a number"
+        span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise FleetError(f"{where}: {_shown(value)}: expected {what} {span}")
+    return value
+
+
+def _structure(data: Any, where: str, keys: tuple[str, ...], required: bool = False) -> None:
+    if not isinstance(data, Mapping):
+        raise FleetError(f"{where}: expected an object with {', '.join(keys)}; "
+                         f"got {_shown(data)}")
+    unknown = [k for k in data if k not in keys]
+    if unknown:
+        raise FleetError(f"{where}: unknown key {unknown[0]!r}, must be one of: "
+                         f"{', '.join(keys)}")
+    missing = [k for k in keys if k not in data] if required else []
+    if missing:
+        raise FleetError(f"{where}: missing {', '.join(missing)} (required)")
+
+
+def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise FleetError(f"{where}: {_shown(value)}: expected {' or '.join(allowed)}")
+    return value
+
+
+def _seconds(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FleetError(f"{where}: {_shown(value)}: expected a whole number of seconds "
+                         "(0 or more)")
+    return value
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else orjson.dumps(value).decode() \
+        if isinstance(value, (str, int, float, bool, list, dict)) else repr(value)
+
+
 @dataclass(frozen=True)
 class FleetDeployment:
     """One fleet deployment: what a target (a thing group or a thing) should run."""
@@ -114,6 +266,7 @@ class FleetDeployment:
     failure_handling: str = "ROLLBACK"
     component_update_action: str = "NOTIFY_COMPONENTS"
     component_update_timeout: int = 60
+    configuration_validation_timeout: int = 30
     rollout: Rollout = field(default_factory=Rollout)
     abort: tuple[AbortCriterion, ...] = ()
     timeout_seconds: float | None = None  # per device, from its IN_PROGRESS
@@ -126,12 +279,7 @@ class FleetDeployment:
         kind, _, name = self.target.partition("/")
         if kind not in ("thinggroup", "thing") or not name:
             raise FleetError(f"--target {self.target!r}: expected thinggroup/NAME or thing/NAME")
-        if self.failure_handling not in ("ROLLBACK", "DO_NOTHING"):
-            raise FleetError(f"failureHandlingPolicy {self.failure_handling!r}: expected "
-                             "ROLLBACK or DO_NOTHING")
-        if self.component_update_action not in ("NOTIFY_COMPONENTS", "SKIP_NOTIFY_COMPONENTS"):
-            raise FleetError(f"componentUpdatePolicy action {self.component_update_action!r}: "
-                             "expected NOTIFY_COMPONENTS or SKIP_NOTIFY_COMPONENTS")
+        deployment_policies(self.policies_json())  # the same checks as a document's
         unknown = set(self.configuration_update) - set(self.components) - set(self.recipes)
         if unknown:
             raise FleetError(f"configuration update for {', '.join(sorted(unknown))}, which "
@@ -156,21 +304,28 @@ class FleetDeployment:
         if self.abort:
             job["abortConfig"] = {"criteriaList": [c.to_json() for c in self.abort]}
         if self.timeout_seconds is not None:
-            job["timeoutConfig"] = {"inProgressTimeoutInMinutes": self.timeout_seconds / 60,
-                                    "inProgressTimeoutInSeconds": self.timeout_seconds}
+            timeout: dict[str, Any] = {"inProgressTimeoutInSeconds": self.timeout_seconds}
+            if self.timeout_seconds >= 60 and self.timeout_seconds % 60 == 0:
+                timeout["inProgressTimeoutInMinutes"] = int(self.timeout_seconds // 60)
+            job["timeoutConfig"] = timeout
         return {
             "deploymentId": self.deployment_id,
             "deploymentName": self.deployment_name or self.deployment_id,
             "targetArn": self.target,
             "components": components,
-            "deploymentPolicies": {
-                "failureHandlingPolicy": self.failure_handling,
-                "componentUpdatePolicy": {"action": self.component_update_action,
-                                          "timeoutInSeconds": self.component_update_timeout}},
+            "deploymentPolicies": self.policies_json(),
             "iotJobConfiguration": job,
             "creationTimestamp": self.created,
             "recipes": {n: dict(r) for n, r in self.recipes.items()},
         }
+
+    def policies_json(self) -> dict[str, Any]:
+        """``deploymentPolicies``, in Greengrass's shape."""
+        return {"failureHandlingPolicy": self.failure_handling,
+                "componentUpdatePolicy": {"action": self.component_update_action,
+                                          "timeoutInSeconds": self.component_update_timeout},
+                "configurationValidationPolicy": {
+                    "timeoutInSeconds": self.configuration_validation_timeout}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FleetDeployment:
@@ -184,8 +339,6 @@ class FleetDeployment:
                 merge = update.get("merge")
                 updates[name] = {"merge": orjson.loads(merge) if isinstance(merge, str)
                                  else merge, "reset": update.get("reset")}
-        policies = data.get("deploymentPolicies") or {}
-        update_policy = policies.get("componentUpdatePolicy") or {}
         job = data.get("iotJobConfiguration") or {}
         timeout = job.get("timeoutConfig") or {}
         seconds = timeout.get("inProgressTimeoutInSeconds")
@@ -194,9 +347,7 @@ class FleetDeployment:
         return cls(
             target=str(data.get("targetArn", "")), components=components,
             configuration_update=updates,
-            failure_handling=str(policies.get("failureHandlingPolicy", "ROLLBACK")),
-            component_update_action=str(update_policy.get("action", "NOTIFY_COMPONENTS")),
-            component_update_timeout=int(update_policy.get("timeoutInSeconds", 60)),
+            **deployment_policies(data.get("deploymentPolicies", {})),
             rollout=Rollout.from_json(job.get("jobExecutionsRolloutConfig") or {}),
             abort=tuple(AbortCriterion.from_json(c) for c in
                         (job.get("abortConfig") or {}).get("criteriaList", [])),
