@@ -3,7 +3,8 @@ libdlr 1.6.0, against ONNX Runtime running the same ONNX model; batch 1, 1 and 2
 
 Each sample is the mean latency of a block of runs on a real photograph
 (chelsea.png, prepared as the classifier does), the two runtimes interleaved
-block by block in one process. The notes give the per-operator time split of
+block by block in one process, each block after a rest that lets the other
+runtime's pool threads stop spinning (``SETTLE``). The notes give the per-operator time split of
 our library (the graph executor timing each packed function on one thread,
 best of several runs, grouped by kernel: pointwise and depthwise convolution,
 the im2col convolution of the stem, dense, the rest) and the compile time of
@@ -32,8 +33,17 @@ GOALS = {1: Goal("<= 1.2x ONNX Runtime's latency, 1 thread", 1 / 1.2),
 MODELS = ("mobilenet_v2", "efficientnet_lite0")
 
 
+#: Seconds of rest before each timed block. Both runtimes' pools spin after a run (ONNX
+#: Runtime's threads for about 30 ms, TVM's workers inside libdlr too, pinned to a core):
+#: without the rest, a 2-thread block ran beside the other runtime's spinning threads
+#: (2-3x slower, and the order of the blocks decided who lost). On a device one
+#: runtime runs alone.
+SETTLE = 0.1
+
+
 def _timer(run: Callable[[], Any], runs: int) -> Callable[[], dict[str, float]]:
     def sample() -> dict[str, float]:
+        time.sleep(SETTLE)
         start = time.perf_counter()
         for _ in range(runs):
             run()
