@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt-ca", type=Path, help="CA certificate for TLS")
     run.add_argument("--mqtt-cert", type=Path, help="the thing's client certificate")
     run.add_argument("--mqtt-key", type=Path, help="the thing's private key")
+    run.add_argument("--mqtt-version", choices=["mqtt5", "mqtt3"], default="mqtt5",
+                     help="the MQTT version the bridge speaks, as the nucleus's mqtt.version: "
+                     "mqtt5 carries PublishToIoTCore's MQTT 5 fields, mqtt3 (3.1.1) drops "
+                     "them; retain is kept in both (default: mqtt5)")
     run.add_argument("--component-default-user", metavar="USER[:GROUP]",
                      help="who components run as when the runtime runs as root (steps with "
                      "RequiresPrivilege: true run as root); a deployment's runWith posixUser "
@@ -283,7 +287,7 @@ async def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"edge-actors: --platform-override: not valid JSON: {exc}") from None
     mqtt = None if not args.mqtt_host else MqttSettings(
         args.mqtt_host, args.mqtt_port, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert,
-        key_file=args.mqtt_key)
+        key_file=args.mqtt_key, version=args.mqtt_version)
     nucleus = Nucleus(args.root, handle_signals=True, thing_name=args.thing_name,
                       platform_override=override, mqtt=mqtt, containment=args.containment,
                       run_with=RunWith(posix_user=args.component_default_user))

@@ -12,6 +12,13 @@ published while offline are dropped and counted (Greengrass's default,
 Incoming messages fan out through a local :class:`Broker` to the
 SubscribeToIoTCore streams; the bridge subscribes at the MQTT broker once per
 topic filter and again after every reconnect.
+
+A message keeps its retain flag both ways. The bridge speaks MQTT 5 by default
+(``version="mqtt5"``, as the nucleus's ``mqtt.version``), so the MQTT 5 fields
+of PublishToIoTCore (user properties, message expiry, correlation data,
+response topic, payload format, content type) reach the broker, and those of
+incoming messages reach the SubscribeToIoTCore streams; over ``mqtt3`` (MQTT
+3.1.1) they are dropped, as the nucleus drops them.
 """
 
 from __future__ import annotations
@@ -23,18 +30,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
 
 from ._broker import Broker, Overflow, Subscription
 from ._errors import ServiceError
+from ._message import IotCoreMessage, MqttProperties
 from ._spool import FsyncPolicy, Record, Spool
 from ._topics import check_topic_filter, check_topic_name
 
 if TYPE_CHECKING:
     import aiomqtt
+    from paho.mqtt.properties import Properties
 
 log = logging.getLogger("actors.ipc.mqtt")
 
@@ -62,6 +71,13 @@ class MqttSettings:
     reconnect_min: float = 0.1
     reconnect_max: float = 30.0
     keep_qos0_when_offline: bool = False
+    #: The MQTT version spoken to the broker: ``mqtt5`` (the default, as the nucleus's)
+    #: carries the MQTT 5 fields of the messages, ``mqtt3`` (3.1.1) drops them.
+    version: Literal["mqtt5", "mqtt3"] = "mqtt5"
+
+    def __post_init__(self) -> None:
+        if self.version not in ("mqtt5", "mqtt3"):
+            raise ValueError(f"MQTT version must be mqtt5 or mqtt3, not {self.version!r}")
 
     @property
     def tls(self) -> bool:
@@ -87,12 +103,37 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
+def _from_paho(properties: Properties) -> MqttProperties | None:
+    """The MQTT 5 fields of a received message (None when it has none)."""
+    fields = MqttProperties(
+        tuple((str(k), str(v)) for k, v in getattr(properties, "UserProperty", ())),
+        getattr(properties, "MessageExpiryInterval", None),
+        getattr(properties, "CorrelationData", None),
+        getattr(properties, "ResponseTopic", None),
+        getattr(properties, "PayloadFormatIndicator", None),
+        getattr(properties, "ContentType", None))
+    return None if fields == _NO_PROPERTIES else fields
+
+
+_NO_PROPERTIES = MqttProperties()
+
+
 class _Fanout(Broker):
     """The local broker of incoming messages; tells the bridge when a filter is unused."""
 
     def __init__(self, on_unused: Callable[[str], None]) -> None:
         super().__init__()
         self._on_unused = on_unused
+
+    def publish_message(self, message: IotCoreMessage) -> int:
+        """Deliver a message from the MQTT broker, with its retain flag and MQTT 5 fields,
+        to every matching stream (they all drop their oldest when full)."""
+        self.published += 1
+        n = 0
+        for sub in self.subscribers(message.topic):
+            sub.deliver(message)
+            n += 1
+        return n
 
     def _remove(self, sub: Subscription) -> None:
         super()._remove(sub)
@@ -165,12 +206,18 @@ class MqttBridge:
         s = self.settings
         delay = s.reconnect_min
         tls_context = await anyio.to_thread.run_sync(self._tls_context) if s.tls else None
+        # A clean session on every connection, in either version (MQTT 5: clean start and
+        # no session expiry interval).
+        session: dict[str, Any] = (
+            {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": True}
+            if s.version == "mqtt5" else
+            {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": True})
         while True:
             try:
                 async with Client(
                     s.host, s.port, identifier=s.thing_name, keepalive=s.keepalive,
-                    tls_context=tls_context, clean_session=True,
-                    max_inflight_messages=s.max_inflight, timeout=s.timeout,
+                    tls_context=tls_context, max_inflight_messages=s.max_inflight,
+                    timeout=s.timeout, **session,
                 ) as client:
                     # The send window keeps up to max_inflight publishes pending on purpose.
                     client.pending_calls_threshold = s.max_inflight + 16
@@ -240,7 +287,11 @@ class MqttBridge:
                 payload = payload.encode()
             elif not isinstance(payload, bytes | bytearray):
                 payload = str(payload).encode() if payload is not None else b""
-            self._fanout.publish_nowait("$iotcore", str(message.topic), bytes(payload))
+            properties = (_from_paho(message.properties) if message.properties is not None
+                          else None)
+            self._fanout.publish_message(IotCoreMessage(
+                str(message.topic), bytes(payload), "$iotcore", retain=bool(message.retain),
+                properties=properties))
 
     async def _send(self, client: aiomqtt.Client) -> None:
         # QoS 1 messages go out from one task each (up to max_inflight awaiting their
@@ -268,7 +319,10 @@ class MqttBridge:
                     # Bare turns of the loop, not a timed poll: each lets started tasks run.
                     while self._unstarted:  # noqa: ASYNC110
                         await asyncio.sleep(0)
-                    await client.publish(record.topic, record.payload, qos=0)
+                    await client.publish(record.topic, record.payload, qos=0,
+                                         retain=record.retain,
+                                         properties=None if record.properties is None
+                                         else self._to_paho(record.properties))
                     spool.ack(record.seq)
                     continue
                 await window.acquire()
@@ -282,25 +336,51 @@ class MqttBridge:
             # A PUBACK overdue by `timeout` means a dead connection nobody noticed: the
             # MqttError ends this connection and the next one resends from the spool.
             await client.publish(record.topic, record.payload, qos=record.qos,
+                                 retain=record.retain,
+                                 properties=None if record.properties is None
+                                 else self._to_paho(record.properties),
                                  timeout=self.settings.timeout)
             self.spool.ack(record.seq)
         finally:
             window.release()
 
+    def _to_paho(self, properties: MqttProperties | None) -> Properties | None:
+        if properties is None or self.settings.version != "mqtt5":
+            return None
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if properties.user_properties:
+            out.UserProperty = list(properties.user_properties)
+        if properties.message_expiry_interval is not None:
+            out.MessageExpiryInterval = properties.message_expiry_interval
+        if properties.correlation_data is not None:
+            out.CorrelationData = properties.correlation_data
+        if properties.response_topic is not None:
+            out.ResponseTopic = properties.response_topic
+        if properties.payload_format is not None:
+            out.PayloadFormatIndicator = properties.payload_format
+        if properties.content_type is not None:
+            out.ContentType = properties.content_type
+        return out
+
     # -- the IotCore interface of the IPC service ----------------------------------
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int, *, retain: bool = False,
+                      properties: MqttProperties | None = None) -> None:
         """Queue a message for the broker; returns once it is spooled (QoS 1: in the
         spool's log, fsynced unless the fsync policy is ``never``, so an accepted message
-        survives a kill -9 and, fsynced, a power loss). QoS 0 while offline is dropped
-        (and counted)."""
+        survives a kill -9 and, fsynced, a power loss), with its retain flag and MQTT 5
+        ``properties`` (sent only over MQTT 5). QoS 0 while offline is dropped (and
+        counted)."""
         check_topic_name(topic)
         if qos not in (0, 1):
             raise ServiceError(f"QoS {qos} is not supported (0 or 1)")
         if qos == 0 and self._client is None and not self.settings.keep_qos0_when_offline:
             self.dropped_qos0 += 1
             return
-        record = self.spool.append(topic, payload, qos)
+        record = self.spool.append(topic, payload, qos, retain=retain, properties=properties)
         await self.spool.wait_durable(record)
 
     def subscribe(self, component: str, topic_filter: str, qos: int = 0,

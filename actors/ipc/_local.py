@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from ._broker import Overflow, ReceiveMode, Subscription
 from ._errors import ProtocolError
-from ._message import b64encode
+from ._message import MqttProperties, b64encode
 from ._service import CallContext, IpcService, StreamResult
 
 
@@ -42,8 +42,11 @@ class LocalIpcClient:
         return self._keep(self.service.subscribe_to_topic(
             self.component, topic, receive_mode, queue_size=queue_size, overflow=overflow))
 
-    async def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> None:
-        await self.service.publish_to_iot_core(self.component, topic, _payload(payload), qos)
+    async def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0, *,
+                                  retain: bool = False,
+                                  properties: MqttProperties | None = None) -> None:
+        await self.service.publish_to_iot_core(self.component, topic, _payload(payload), qos,
+                                               retain=retain, properties=properties)
 
     async def subscribe_to_iot_core(self, topic: str, qos: int = 0) -> Subscription:
         return self._keep(self.service.subscribe_to_iot_core(self.component, topic, qos))

@@ -38,6 +38,7 @@ from ._errors import (
     ServiceError,
     UnauthorizedError,
 )
+from ._message import MqttProperties
 from ._model import COMPONENT_METRIC, STREAM_MANAGER, TRUSTED
 from ._model import operation as model_operation
 from ._topics import check_topic_filter, check_topic_name
@@ -87,7 +88,8 @@ Handler = Callable[[CallContext, dict[str, Any]], Awaitable[dict[str, Any] | Str
 class IotCore(Protocol):
     """What PublishToIoTCore/SubscribeToIoTCore need (the MQTT bridge implements it)."""
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None: ...
+    async def publish(self, topic: str, payload: bytes, qos: int, *, retain: bool = False,
+                      properties: MqttProperties | None = None) -> None: ...
 
     def subscribe(self, component: str, topic_filter: str, qos: int) -> Subscription: ...
 
@@ -213,10 +215,17 @@ class IpcService:
         return self.iot_core
 
     async def publish_to_iot_core(self, component: str, topic: str, payload: bytes,
-                                  qos: int = 0) -> None:
+                                  qos: int = 0, *, retain: bool = False,
+                                  properties: MqttProperties | None = None) -> None:
+        """PublishToIoTCore: ``retain`` and the MQTT 5 ``properties`` go to the broker with
+        the message (the properties only over an MQTT 5 connection)."""
         check_topic_name(topic)
+        _wire.check_mqtt_string(topic, "topicName")
         self.authorizer.check(component, MQTTPROXY, PUBLISH_TO_IOT_CORE, topic)
-        await self._bridge().publish(topic, bytes(payload), qos)
+        if properties is not None:
+            _wire.check_mqtt_properties(properties, payload)
+        await self._bridge().publish(topic, bytes(payload), qos, retain=retain,
+                                     properties=properties)
 
     def subscribe_to_iot_core(self, component: str, topic: str, qos: int = 0) -> Subscription:
         check_topic_filter(topic)
@@ -355,7 +364,9 @@ class IpcService:
                                      ) -> dict[str, Any]:
         payload = _wire.b64decode(req.get("payload", ""), "payload")
         await self.publish_to_iot_core(ctx.component, _str(req, "topicName"), payload,
-                                       _wire.parse_qos(req.get("qos")))
+                                       _wire.parse_qos(req.get("qos")),
+                                       retain=_wire.parse_retain(req.get("retain")),
+                                       properties=_wire.parse_mqtt_properties(req, payload))
         return {}
 
     async def _h_subscribe_to_iot_core(self, ctx: CallContext, req: dict[str, Any]

@@ -6,6 +6,11 @@ QoS 1 records are also appended to ``<dir>/spool.log`` so that they survive a
 restart of the runtime. Records are framed ``length, crc32, body``; recovery
 stops at the first torn or corrupt record (a crash mid-append). An ``ack``
 record stores the highest sequence number below which everything is acked.
+A message is a ``P`` record (seq, qos, topic, payload: the only kind before
+the retain flag was kept, and still the kind of a message without retain and
+MQTT 5 fields, so older logs load unchanged) or an ``M`` record (the same with
+a flags byte, bit 0 = retain, and the MQTT 5 fields as JSON). A runtime older
+than ``M`` records skips them when it reads the log.
 
 Only the spool's own syncer task touches the file, and it does the writes,
 fsyncs and compactions in a worker thread, so the event loop never waits on
@@ -47,8 +52,10 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
+import orjson
 
 from ._errors import ServiceError, SpoolFull
+from ._message import MqttProperties
 
 log = logging.getLogger("actors.ipc.spool")
 
@@ -56,6 +63,8 @@ FsyncPolicy = Literal["always", "interval", "never"]
 _FRAME = struct.Struct(">II")  # body length, crc32(body)
 _PUB = struct.Struct(">cQBH")  # kind, seq, qos, topic length
 _ACK = struct.Struct(">cQ")  # kind, acked-below seq
+_MSG = struct.Struct(">cQBBHI")  # kind, seq, qos, flags, topic length, properties length
+_RETAIN = 0x01
 LOG_NAME = "spool.log"
 _COMPACT_MIN = 1 << 20
 
@@ -66,16 +75,37 @@ class Record:
     topic: str
     payload: bytes
     qos: int
+    retain: bool = False
+    properties: MqttProperties | None = None
 
 
 def _encode_pub(record: Record) -> bytes:
     topic = record.topic.encode()
-    body = _PUB.pack(b"P", record.seq, record.qos, len(topic)) + topic + record.payload
+    if not record.retain and record.properties is None:
+        body = _PUB.pack(b"P", record.seq, record.qos, len(topic)) + topic + record.payload
+    else:
+        properties = (orjson.dumps(record.properties.to_json())
+                      if record.properties is not None else b"")
+        body = (_MSG.pack(b"M", record.seq, record.qos, _RETAIN if record.retain else 0,
+                          len(topic), len(properties)) + topic + properties + record.payload)
     return _FRAME.pack(len(body), zlib.crc32(body)) + body
 
 
 def _encoded_size(record: Record) -> int:
+    if record.retain or record.properties is not None:
+        return len(_encode_pub(record))
     return _FRAME.size + _PUB.size + len(record.topic.encode()) + len(record.payload)
+
+
+def _decode_msg(body: bytes) -> Record:
+    _, seq, qos, flags, topic_len, properties_len = _MSG.unpack_from(body)
+    pos = _MSG.size
+    topic = body[pos:pos + topic_len].decode()
+    pos += topic_len
+    properties = (MqttProperties.from_json(orjson.loads(body[pos:pos + properties_len]))
+                  if properties_len else None)
+    pos += properties_len
+    return Record(seq, topic, bytes(body[pos:]), qos, bool(flags & _RETAIN), properties)
 
 
 def _encode_ack(below: int) -> bytes:
@@ -102,6 +132,9 @@ def read_log(path: Path) -> tuple[list[Record], int, int]:
             _, seq, qos, topic_len = _PUB.unpack_from(body)
             topic = body[_PUB.size:_PUB.size + topic_len].decode()
             records[seq] = Record(seq, topic, bytes(body[_PUB.size + topic_len:]), qos)
+        elif body[:1] == b"M" and len(body) >= _MSG.size:
+            record = _decode_msg(body)
+            records[record.seq] = record
         elif body[:1] == b"A" and len(body) >= _ACK.size:
             below = max(below, _ACK.unpack_from(body)[1])
         pos += _FRAME.size + size
@@ -204,12 +237,13 @@ class Spool:
 
     # -- the bridge's side ---------------------------------------------------------
 
-    def append(self, topic: str, payload: bytes, qos: int) -> Record:
+    def append(self, topic: str, payload: bytes, qos: int, *, retain: bool = False,
+               properties: MqttProperties | None = None) -> Record:
         """Queue a message; QoS 1 ones also go to the log. Raises :class:`SpoolFull`."""
         if qos > 0 and self.bytes + len(payload) > self.max_bytes:
             raise SpoolFull(f"the MQTT spool holds {self.bytes} bytes of unsent QoS 1 messages "
                             f"(limit {self.max_bytes}); retry when the connection is back")
-        record = Record(self.next_seq, topic, payload, qos)
+        record = Record(self.next_seq, topic, payload, qos, retain, properties)
         self.next_seq += 1
         self.records.append(record)
         self._empty.clear()

@@ -41,7 +41,15 @@ import orjson
 from . import _rpc
 from ._errors import IpcError, ServiceError, StreamClosed, UnauthorizedError, error_from_wire
 from ._eventstream import Decoder
-from ._message import Message, b64encode, event_message, iot_core_message, publish_message
+from ._message import (
+    IotCoreMessage,
+    Message,
+    MqttProperties,
+    b64encode,
+    event_message,
+    iot_core_message,
+    publish_message,
+)
 from ._model import Operation, operation
 
 if TYPE_CHECKING:
@@ -51,9 +59,11 @@ ENV_SOCKET = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 ENV_TOKEN = "SVCUID"
 
 __all__ = [
+    "IotCoreMessage",
     "IpcClient",
     "LocalIpcClient",
     "Message",
+    "MqttProperties",
     "Stream",
     "SyncIpcClient",
     "SyncStream",
@@ -130,9 +140,17 @@ class _Operations:
             request["receiveMode"] = _receive_mode(receive_mode)
         return self._open("SubscribeToTopic", request, event_message, on_message)
 
-    def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0) -> Any:
-        return self._call("PublishToIoTCore", {"topicName": topic, "qos": str(qos),
-                                               "payload": b64encode(_payload(payload))})
+    def publish_to_iot_core(self, topic: str, payload: bytes | str, qos: int = 0, *,
+                            retain: bool = False,
+                            properties: MqttProperties | None = None) -> Any:
+        """PublishToIoTCore; ``retain`` and the MQTT 5 ``properties`` go with the message."""
+        request: dict[str, Any] = {"topicName": topic, "qos": str(qos),
+                                   "payload": b64encode(_payload(payload))}
+        if retain:
+            request["retain"] = True
+        if properties is not None:
+            request.update(properties.to_json())
+        return self._call("PublishToIoTCore", request)
 
     def subscribe_to_iot_core(self, topic: str, qos: int = 0, *,
                               on_message: Callable[[Message], None] | None = None) -> Any:

@@ -252,23 +252,36 @@ async def test_sdk_components_publish_subscribe_and_configure(tmp_path: Path) ->
 
 IOT = PRELUDE + """\
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from awsiot.greengrasscoreipc.model import QOS
+from awsiot.greengrasscoreipc.model import QOS, PayloadFormat, UserProperty
 
 ipc = GreengrassCoreIPCClientV2()
 statuses, commands = [], threading.Event()
-received = []
+received = {}
 def on_status(event):
     statuses.append(event.connection_status_event.status)
 def on_command(event):
-    received.append([event.message.topic_name, event.message.payload.decode()])
-    commands.set()
+    m = event.message
+    received[m.topic_name] = [m.payload.decode(), m.retain,
+                              [[p.key, p.value] for p in m.user_properties or []],
+                              m.content_type, m.payload_format]
+    if m.topic_name == "cmd/edge/led":
+        commands.set()
 ipc.subscribe_to_iot_core_connection_status(on_stream_event=on_status)
 ipc.subscribe_to_iot_core(topic_name="cmd/edge/#", qos=QOS.AT_LEAST_ONCE,
                           on_stream_event=on_command)
 ipc.publish_to_iot_core(topic_name="things/edge/telemetry", qos=QOS.AT_LEAST_ONCE,
                         payload=b"21.5")
+ipc.publish_to_iot_core(topic_name="things/edge/state", qos=QOS.AT_LEAST_ONCE,
+                        payload=b'{"led": "off"}', retain=True,
+                        user_properties=[UserProperty(key="schema", value="v2")],
+                        message_expiry_interval_seconds=3600,
+                        correlation_data=b"corr-1", response_topic="things/edge/replies",
+                        payload_format=PayloadFormat.UTF8, content_type="application/json")
+ipc.publish_to_iot_core(topic_name="things/edge/mode", qos=QOS.AT_MOST_ONCE,
+                        payload=b"eco", retain=True)
 assert commands.wait(30), "no command from the cloud"
-report("command", received[0])
+report("command", ["cmd/edge/led"] + received["cmd/edge/led"])
+report("retained config", received.get("cmd/edge/config"))
 report("refused", error_of(lambda: ipc.publish_to_iot_core(
     topic_name="other/thing", qos=QOS.AT_MOST_ONCE, payload=b"x")))
 print("WAITING FOR DISCONNECT", flush=True)
@@ -282,6 +295,8 @@ report("done", True)
 
 async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: Path) -> None:
     import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
     from actors.ipc import MqttSettings
 
@@ -313,8 +328,16 @@ async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: P
             if line.startswith("WAITING FOR DISCONNECT"):
                 waiting.set()
         settings = MqttSettings("127.0.0.1", broker.port, reconnect_min=5, reconnect_max=5)
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="cloud") as cloud:
+        v5 = aiomqtt.ProtocolVersion.V5
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="cloud",
+                                  protocol=v5) as cloud:
             await cloud.subscribe("things/#", qos=1)
+            # Retained before the component subscribes: its stream gets it, flagged.
+            config = Properties(PacketTypes.PUBLISH)
+            config.UserProperty = [("rev", "7")]
+            config.ContentType = "text/plain"
+            await cloud.publish("cmd/edge/config", b"fast", qos=1, retain=True,
+                                properties=config)
             nucleus = Nucleus(tmp_path / "root", thing_name="edge", mqtt=settings)
             nucleus.on_output(output)
             async with nucleus:
@@ -325,6 +348,21 @@ async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: P
                     telemetry = await anext(aiter(cloud.messages))
                     await cloud.publish("cmd/edge/led", b"on", qos=1)
                     await waiting.wait()
+                    live = {}
+                    async for message in cloud.messages:  # until the broker has both
+                        live[str(message.topic)] = message.retain
+                        if {"things/edge/state", "things/edge/mode"} <= live.keys():
+                            break
+                # A cloud client subscribing only now gets the component's retained ones.
+                async with aiomqtt.Client("127.0.0.1", broker.port, identifier="late",
+                                          protocol=v5) as late:
+                    await late.subscribe("things/edge/+", qos=1)
+                    retained = {}
+                    with anyio.fail_after(10):
+                        async for message in late.messages:
+                            retained[str(message.topic)] = message
+                            if len(retained) == 2:
+                                break
                 broker.kill()
                 await nucleus.wait_states(["test.Iot"], [State.FINISHED, State.BROKEN],
                                           timeout=60)
@@ -334,7 +372,18 @@ async def test_an_sdk_component_talks_to_iot_core_through_the_bridge(tmp_path: P
     assert state is State.FINISHED, "\n".join(line for _, line in lines)
     assert str(telemetry.topic) == "things/edge/telemetry" and telemetry.payload == b"21.5"
     result = results(lines, "test.Iot")
-    assert result["command"] == ["cmd/edge/led", "on"]
+    assert result["command"] == ["cmd/edge/led", "on", False, [], None, "0"]
+    assert result["retained config"] == ["fast", True, [["rev", "7"]], "text/plain", "0"]
+    assert live == {"things/edge/state": False, "things/edge/mode": False}
+    state, mode = retained["things/edge/state"], retained["things/edge/mode"]
+    assert (state.payload, state.retain, mode.payload, mode.retain) == (
+        b'{"led": "off"}', True, b"eco", True)
+    fields = state.properties
+    assert fields is not None
+    assert fields.UserProperty == [("schema", "v2")]
+    assert 3500 <= fields.MessageExpiryInterval <= 3600
+    assert (fields.CorrelationData, fields.ResponseTopic, fields.PayloadFormatIndicator,
+            fields.ContentType) == (b"corr-1", "things/edge/replies", 1, "application/json")
     assert result["refused"][0] == "UnauthorizedError" and "other/thing" in result["refused"][1]
     assert result["statuses"][-1] == "DISCONNECTED"
 

@@ -4,6 +4,7 @@ client certificates, and the on-disk spool across restarts."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors.ipc import IpcService, MqttBridge, MqttSettings, UnauthorizedError
 from actors.ipc._spool import LOG_NAME, read_log
-from actors.ipc.client import LocalIpcClient
+from actors.ipc.client import LocalIpcClient, MqttProperties
 
 from .certs import make_pki
 from .conftest import access
@@ -311,3 +312,250 @@ async def test_a_qos1_record_is_in_the_log_when_its_publish_returns(
             on_disk = [r.payload for r in read_log(tmp_path / LOG_NAME)[0]]
             assert on_disk[-5:] == [f"{i}.{j}".encode() for j in range(5)]
         tg.cancel_scope.cancel()
+
+
+# -- retain and the MQTT 5 fields ---------------------------------------------------------
+
+FULL = MqttProperties(user_properties=(("unit", "celsius"), ("unit", "kelvin"), ("é", "日本")),
+                      message_expiry_interval=3600, correlation_data=b"\x00req-42\xff",
+                      response_topic="things/test-thing/replies", payload_format=1,
+                      content_type="application/json")
+
+
+async def _retained(port: int, topic_filter: str, count: int, *, version: str = "mqtt5"
+                    ) -> list[aiomqtt.Message]:
+    """The messages a client that subscribes only now gets: the broker's retained ones."""
+    protocol = aiomqtt.ProtocolVersion.V5 if version == "mqtt5" else aiomqtt.ProtocolVersion.V311
+    async with aiomqtt.Client("127.0.0.1", port, identifier="late-subscriber",
+                              protocol=protocol) as late:
+        await late.subscribe(topic_filter, qos=1)
+        got: list[aiomqtt.Message] = []
+        with anyio.fail_after(5):
+            async for message in late.messages:
+                got.append(message)
+                if len(got) == count:
+                    break
+        return sorted(got, key=lambda m: str(m.topic))
+
+
+def _fields(message: aiomqtt.Message) -> MqttProperties | None:
+    from actors.ipc._bridge import _from_paho
+
+    return None if message.properties is None else _from_paho(message.properties)
+
+
+async def test_a_retained_publish_reaches_a_subscriber_that_comes_later(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    from actors.ipc import IpcServer
+    from actors.ipc.client import connect
+
+    broker = mosquitto_factory()
+    bridge = MqttBridge(settings(broker.port, tmp_path))
+    service = IpcService(iot_core=bridge, access_control={CAMERA: access(
+        CAMERA, mqttproxy={"operations": ["*"], "resources": ["things/test-thing/#"]})})
+    server = IpcServer(service, tmp_path / "ipc.socket")
+    async with running(bridge), anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        async with await connect(environ=server.environment(CAMERA)) as camera:
+            await bridge.wait_connected()
+            await camera.publish_to_iot_core("things/test-thing/state/q0", b"zero", qos=0,
+                                             retain=True)
+            await camera.publish_to_iot_core("things/test-thing/state/q1", b"one", qos=1,
+                                             retain=True)
+            await camera.publish_to_iot_core("things/test-thing/state/plain", b"gone", qos=1)
+            await bridge.wait_sent()
+            # A cloud client subscribing after the fact gets the two retained ones only.
+            late = await _retained(broker.port, "things/test-thing/state/#", 2)
+            assert [(str(m.topic), m.payload, m.retain) for m in late] == [
+                ("things/test-thing/state/q0", b"zero", True),
+                ("things/test-thing/state/q1", b"one", True)]
+            # So does a component's SubscribeToIoTCore stream opened now, flagged retained.
+            stream = await camera.subscribe_to_iot_core("things/test-thing/state/+", qos=1)
+            got = []
+            with anyio.fail_after(5):
+                while len(got) < 2:
+                    got.append(await stream.receive())
+            assert sorted((m.topic, m.payload, m.retain) for m in got) == [
+                ("things/test-thing/state/q0", b"zero", True),
+                ("things/test-thing/state/q1", b"one", True)]
+            # A live message on the same stream is not flagged (the broker clears it).
+            await camera.publish_to_iot_core("things/test-thing/state/q1", b"two", qos=1,
+                                             retain=True)
+            with anyio.fail_after(5):
+                live = await stream.receive()
+            assert (live.payload, live.retain) == (b"two", False)
+            # An empty retained payload clears the topic's retained message (MQTT).
+            await camera.publish_to_iot_core("things/test-thing/state/q0", b"", qos=1,
+                                             retain=True)
+            await bridge.wait_sent()
+            late = await _retained(broker.port, "things/test-thing/state/#", 1)
+            assert [(str(m.topic), m.payload) for m in late] == [
+                ("things/test-thing/state/q1", b"two")]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_retained_qos1_message_spooled_offline_is_retained_after_a_restart(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    broker = mosquitto_factory()
+    broker.stop()  # offline: the messages wait in the spool, and the runtime stops
+    offline = MqttBridge(settings(broker.port, tmp_path))
+    async with running(offline):
+        await offline.publish("spooled/state", b"kept", qos=1, retain=True, properties=FULL)
+        await offline.publish("spooled/plain", b"not retained", qos=1)
+        await offline.publish("spooled/q0", b"dropped offline", qos=0, retain=True)
+    pending = read_log(tmp_path / "spool" / LOG_NAME)[0]
+    assert [(r.topic, r.retain, r.properties) for r in pending] == [
+        ("spooled/state", True, FULL), ("spooled/plain", False, None)]
+
+    await anyio.to_thread.run_sync(broker.start)
+    restarted = MqttBridge(settings(broker.port, tmp_path))  # the same spool folder
+    async with running(restarted):
+        with anyio.fail_after(10):
+            await restarted.wait_sent()
+    late = await _retained(broker.port, "spooled/#", 1)
+    assert [(str(m.topic), m.payload, m.retain) for m in late] == [
+        ("spooled/state", b"kept", True)]
+    assert _fields(late[0]) == FULL
+    assert read_log(tmp_path / "spool" / LOG_NAME)[0] == []
+
+
+def _old_record(seq: int, topic: str, payload: bytes, qos: int = 1) -> bytes:
+    """A message record exactly as the spool wrote it before retain was kept."""
+    import struct
+    import zlib
+
+    body = struct.pack(">cQBH", b"P", seq, qos, len(topic.encode())) + topic.encode() + payload
+    return struct.pack(">II", len(body), zlib.crc32(body)) + body
+
+
+def _old_ack(below: int) -> bytes:
+    import struct
+    import zlib
+
+    body = struct.pack(">cQ", b"A", below)
+    return struct.pack(">II", len(body), zlib.crc32(body)) + body
+
+
+async def test_a_spool_written_before_retain_was_kept_still_loads_and_sends(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    (spool_dir / LOG_NAME).write_bytes(
+        _old_record(0, "old/a", b"acked") + _old_record(1, "old/b", b"one")
+        + _old_ack(1) + _old_record(2, "old/c", b"two"))
+    pending, below, _ = read_log(spool_dir / LOG_NAME)
+    assert [(r.seq, r.topic, r.payload, r.retain, r.properties) for r in pending] == [
+        (1, "old/b", b"one", False, None), (2, "old/c", b"two", False, None)]
+    assert below == 1
+
+    broker = mosquitto_factory()
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="watcher") as watcher:
+        await watcher.subscribe("old/#", qos=1)
+        bridge = MqttBridge(settings(broker.port, tmp_path))
+        async with running(bridge):
+            # New messages go in the same log after the old ones: a plain one still as an
+            # old-style record (a runtime before this change reads it), a retained one not.
+            await bridge.publish("old/d", b"three", qos=1)
+            await bridge.publish("old/e", b"four", qos=1, retain=True)
+            got = []
+            with anyio.fail_after(10):
+                async for message in watcher.messages:
+                    got.append((str(message.topic), message.payload, message.retain))
+                    if len(got) == 4:
+                        break
+    assert got == [("old/b", b"one", False), ("old/c", b"two", False),
+                   ("old/d", b"three", False), ("old/e", b"four", False)]
+    data = (spool_dir / LOG_NAME).read_bytes()
+    assert _old_record(3, "old/d", b"three") in data
+    late = await _retained(broker.port, "old/#", 1)
+    assert [(str(m.topic), m.payload, m.retain) for m in late] == [("old/e", b"four", True)]
+
+
+@pytest.mark.parametrize("version", ["mqtt5", "mqtt3"])
+async def test_the_mqtt5_fields_round_trip_through_the_bridge(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path, version: str) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from actors.ipc import IpcServer
+    from actors.ipc.client import connect
+
+    broker = mosquitto_factory()
+    bridge = MqttBridge(settings(broker.port, tmp_path, version=version))
+    service = IpcService(iot_core=bridge, access_control={CAMERA: access(
+        CAMERA, mqttproxy={"operations": ["*"], "resources": ["things/test-thing/#"]})})
+    server = IpcServer(service, tmp_path / "ipc.socket")
+    async with running(bridge), anyio.create_task_group() as tg, aiomqtt.Client(
+            "127.0.0.1", broker.port, identifier="cloud-side",
+            protocol=aiomqtt.ProtocolVersion.V5) as cloud:
+        await tg.start(server.serve)
+        await cloud.subscribe("things/test-thing/up", qos=1)
+        async with await connect(environ=server.environment(CAMERA)) as camera:
+            down = await camera.subscribe_to_iot_core("things/test-thing/down", qos=1)
+            await bridge.subscribed()
+            # Component -> bridge -> broker -> a cloud client.
+            await camera.publish_to_iot_core("things/test-thing/up", b'{"t": 21.5}', qos=1,
+                                             properties=FULL)
+            with anyio.fail_after(5):
+                up = await anext(aiter(cloud.messages))
+            # Cloud -> broker -> bridge -> the component's stream.
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = [("reply-to", "me")]
+            properties.CorrelationData = b"\x07corr"
+            properties.ResponseTopic = "things/test-thing/up"
+            properties.ContentType = "text/plain"
+            properties.PayloadFormatIndicator = 1
+            properties.MessageExpiryInterval = 600
+            await cloud.publish("things/test-thing/down", b"hello", qos=1,
+                                properties=properties)
+            with anyio.fail_after(5):
+                message = await down.receive()
+        tg.cancel_scope.cancel()
+    assert up.payload == b'{"t": 21.5}'
+    assert message.payload == b"hello"
+    if version == "mqtt3":  # MQTT 3.1.1 has no properties: dropped both ways (the event
+        # says BYTES, as the nucleus's always does)
+        assert _fields(up) is None and message.properties == MqttProperties(payload_format=0)
+        return
+    sent = _fields(up)
+    assert sent is not None and sent.message_expiry_interval is not None
+    # The broker counts down the expiry interval while it holds the message.
+    assert 3590 <= sent.message_expiry_interval <= 3600
+    assert sent == dataclasses.replace(FULL, message_expiry_interval=sent.message_expiry_interval)
+    received = message.properties
+    assert received is not None and received.message_expiry_interval is not None
+    assert 590 <= received.message_expiry_interval <= 600
+    assert received == MqttProperties(
+        user_properties=(("reply-to", "me"),),
+        message_expiry_interval=received.message_expiry_interval,
+        correlation_data=b"\x07corr", response_topic="things/test-thing/up",
+        payload_format=1, content_type="text/plain")
+
+
+async def test_publish_to_iot_core_refuses_what_the_broker_would_refuse(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    from actors.ipc import InvalidArgumentsError
+
+    broker = mosquitto_factory()
+    bridge = MqttBridge(settings(broker.port, tmp_path))
+    service = IpcService(iot_core=bridge, access_control={CAMERA: access(
+        CAMERA, mqttproxy={"operations": ["*"], "resources": ["*"]})})
+    async with running(bridge), LocalIpcClient(service, CAMERA) as camera:
+        await bridge.wait_connected()
+        bad: list[tuple[str, MqttProperties | None, bytes]] = [
+            ("tab\there", None, b"x"),  # mosquitto ends the connection on these
+            ("t", MqttProperties(user_properties=(("k", "v\x01"),)), b"x"),
+            ("t", MqttProperties(payload_format=1), b"\xff not utf-8"),
+            ("t", MqttProperties(response_topic="replies/#"), b"x"),
+            ("t", MqttProperties(message_expiry_interval=1 << 32), b"x"),
+        ]
+        for topic, properties, payload in bad:
+            with pytest.raises(InvalidArgumentsError):
+                await camera.publish_to_iot_core(topic, payload, qos=1, retain=True,
+                                                 properties=properties)
+        assert bridge.statistics().spooled == 0
+        # The connection is still the first one, and takes a good message.
+        await camera.publish_to_iot_core("t", b"fine", qos=1, properties=FULL)
+        with anyio.fail_after(5):
+            await bridge.wait_sent()
+    assert bridge.statistics().connections == 1
