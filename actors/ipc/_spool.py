@@ -298,17 +298,19 @@ class Spool:
             return
         self._acked.add(seq)
         self.acked_count += 1
-        advanced = False
+        # Only a QoS 1 record leaving moves what the log must remember: QoS 0 ones are
+        # never written, so acknowledging them alone writes nothing.
+        logged = False
         while records and records[0].seq in self._acked:
             record = records.popleft()
             self._acked.discard(record.seq)
             self.bytes -= len(record.payload)
             if record.qos > 0:
                 self._live_bytes -= _encoded_size(record)
-            advanced = True
+                logged = True
         if not records:
             self._empty.set()
-        if advanced and self._open:
+        if logged and self._open:
             self._buffer += _encode_ack(self.first())
             self._dirty.set()
 
