@@ -85,6 +85,37 @@ def test_two_threads_give_the_same_answer(mobilenet: ModelManifest,
     np.testing.assert_allclose(two, one, atol=1e-5, rtol=0)
 
 
+@dlr_installed
+def test_each_dlr_runner_runs_on_a_pool_of_its_thread_count(mobilenet_dlr: ModelManifest) -> None:
+    """TVM (inside libdlr) keeps a pool per calling thread, sized when the thread first
+    runs a model and never resized: a 1-thread and a 2-thread runner called from one
+    thread each get a pool of their size (the 2-thread one on a thread of its own).
+    Counted as the process's threads: a pool of n threads adds n - 1 workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.zeros((1, 3, 224, 224), np.float32)
+    one = load_runner(mobilenet_dlr.path("model"), "dlr", RunnerOptions(threads=1))
+    two = load_runner(mobilenet_dlr.path("model"), "dlr", RunnerOptions(threads=2))
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def calls() -> list[int]:
+        counts = [threads()]
+        for runner in (one, two, one, two):
+            runner.run_sync(x)
+            counts.append(threads())
+        return counts
+
+    with ThreadPoolExecutor(1) as caller:  # a thread that has never run a model
+        start, after_one, after_two, *later = caller.submit(calls).result()
+    assert after_one == start  # 1 thread: the caller alone, no workers
+    assert after_two == start + 2  # the runner's own thread and its pool's one worker
+    assert later == [after_two, after_two]  # made once, reused
+    one.close()
+    two.close()
+
+
 # Each instruction-set path, chosen at run time, in a process of its own (the choice is made
 # once per loaded library).
 ISA_SCRIPT = textwrap.dedent("""

@@ -17,8 +17,10 @@ import ctypes
 import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,12 @@ log = logging.getLogger("actors.ml.runtimes")
 SUPPORTED_MACHINES = ("x86_64",)
 _CONFIG = {"enable_phone_home": False}
 _lock = threading.Lock()
+# libdlr runs operators on TVM's thread pool, and TVM keeps one pool per calling thread,
+# sized from TVM_NUM_THREADS when that thread first runs a model; it is never resized
+# (DLR's SetDLRNumThreads only sets the variable, for whichever thread starts next).
+# The size each thread's pool was given:
+_pools = threading.local()
+_TVM_THREADS = os.environ.get("TVM_NUM_THREADS")  # the user's own setting, if any
 
 
 def telemetry_config_path() -> Path:
@@ -133,7 +141,9 @@ class DlrRunner(Runner):
 
     A DLR model object keeps its inputs and outputs in place, so runs of one
     runner never overlap (``options.concurrency`` is ignored; load a second
-    runner to run two at once). ``options.threads`` sets libdlr's thread pool.
+    runner to run two at once). ``options.threads`` sizes libdlr's thread pool (TVM's,
+    one per calling thread: a thread whose pool has another size hands the run to a
+    thread of the runner's own).
     """
 
     runtime = "dlr"
@@ -154,8 +164,6 @@ class DlrRunner(Runner):
         except Exception as e:
             raise ModelLoadError(f"DLR cannot load the model folder {self.path}: {e}") from e
         impl = self._model._impl
-        if options.threads > 0 and hasattr(impl, "_lib"):
-            impl._lib.SetDLRNumThreads(ctypes.byref(impl.handle), ctypes.c_int(options.threads))
         names = list(self._model.get_input_names())
         dtypes = list(self._model.get_input_dtypes())
         inputs = tuple(TensorInfo(n, _input_shape(impl, i), np.dtype(d))
@@ -170,8 +178,34 @@ class DlrRunner(Runner):
         super().__init__(inputs, outputs, options)
         self.backend = str(getattr(impl, "backend", ""))
         self._serial = threading.Lock()
+        self._threads = options.threads  # 0: TVM's default (TVM_NUM_THREADS, else the cores)
+        self._own: ThreadPoolExecutor | None = None  # see _run
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        size = getattr(_pools, "size", None)
+        if size is None:
+            # This thread's first run makes its pool: sized for this runner, with no other
+            # thread changing the variable in between.
+            with _lock:
+                if self._threads > 0:
+                    os.environ["TVM_NUM_THREADS"] = str(self._threads)
+                elif _TVM_THREADS is None:
+                    os.environ.pop("TVM_NUM_THREADS", None)
+                else:
+                    os.environ["TVM_NUM_THREADS"] = _TVM_THREADS
+                _pools.size = self._threads
+                return self._run_here(feed)
+        if size != self._threads:
+            # The calling thread's pool has another size (it ran a runner with another
+            # thread count first): run on a thread of this runner's, with a pool its size.
+            if self._own is None:
+                with _lock:
+                    if self._own is None:
+                        self._own = ThreadPoolExecutor(1, thread_name_prefix="dlr-runner")
+            return self._own.submit(self._run, feed).result()
+        return self._run_here(feed)
+
+    def _run_here(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # The model keeps its inputs and outputs in place: callers that run_sync from
         # several threads at once (the face detector's stages) take turns.
         with self._serial:
@@ -182,4 +216,7 @@ class DlrRunner(Runner):
         return {info.name: np.asarray(v) for info, v in zip(self.outputs, values, strict=True)}
 
     def close(self) -> None:
+        if self._own is not None:
+            self._own.shutdown(wait=True)
+            self._own = None
         self._model = None
