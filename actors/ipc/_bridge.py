@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -161,6 +162,8 @@ class MqttBridge:
         self._changed = anyio.Event()
         self._in_flight = 0
         self._unstarted = 0
+        # QoS 1 publishes awaiting their PUBACK: seq -> loop time sent, oldest first.
+        self._awaiting: dict[int, float] = {}
         #: called with True / False when the connection comes up / goes down
         #: (SubscribeToIoTCoreConnectionStatus)
         self.status_listeners: list[Callable[[bool], None]] = []
@@ -238,6 +241,7 @@ class MqttBridge:
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._receive, client)
                             tg.start_soon(self._apply_changes, client)
+                            tg.start_soon(self._watch_pubacks)
                             await self._send(client)
                     except BaseExceptionGroup as group:
                         # A lost connection fails the connection's tasks with MqttError.
@@ -253,6 +257,7 @@ class MqttBridge:
                 was_connected = self._client is not None
                 self._client = None
                 self._unstarted = 0
+                self._awaiting.clear()
                 self._connected = anyio.Event()
                 if was_connected:
                     self._tell_status(False)
@@ -332,17 +337,34 @@ class MqttBridge:
     async def _send_one(self, client: aiomqtt.Client, record: Record,
                         window: asyncio.Semaphore) -> None:
         self._unstarted -= 1
+        self._awaiting[record.seq] = asyncio.get_running_loop().time()
         try:
-            # A PUBACK overdue by `timeout` means a dead connection nobody noticed: the
-            # MqttError ends this connection and the next one resends from the spool.
+            # No timeout of its own (aiomqtt's would make a task and a timer per message):
+            # _watch_pubacks ends a connection whose oldest PUBACK is overdue.
             await client.publish(record.topic, record.payload, qos=record.qos,
                                  retain=record.retain,
                                  properties=None if record.properties is None
                                  else self._to_paho(record.properties),
-                                 timeout=self.settings.timeout)
+                                 timeout=math.inf)
             self.spool.ack(record.seq)
         finally:
+            self._awaiting.pop(record.seq, None)
             window.release()
+
+    async def _watch_pubacks(self) -> None:
+        # A PUBACK overdue by `timeout` means a dead connection nobody noticed: the
+        # MqttError ends this connection and the next one resends from the spool.
+        import aiomqtt
+
+        timeout = self.settings.timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await anyio.sleep(min(1.0, timeout / 4))
+            if self._awaiting:
+                sent = next(iter(self._awaiting.values()))  # the oldest still waiting
+                if loop.time() - sent > timeout:
+                    raise aiomqtt.MqttError(
+                        f"no PUBACK within {timeout:g} s (the connection is dead)")
 
     def _to_paho(self, properties: MqttProperties | None) -> Properties | None:
         if properties is None or self.settings.version != "mqtt5":

@@ -104,6 +104,34 @@ async def test_a_broker_killed_mid_stream_loses_no_qos1_message(
     assert bridge.statistics().connections >= 2
 
 
+async def test_a_broker_that_stops_answering_is_left_and_nothing_is_lost(
+        mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
+    """A broker frozen mid-stream (SIGSTOP: the TCP connection stays up, no PUBACK comes,
+    keepalive would take a minute): the bridge ends the connection once the oldest PUBACK
+    is `timeout` overdue, reconnects when the broker answers again and resends."""
+    broker = mosquitto_factory()
+    bridge = MqttBridge(settings(broker.port, tmp_path, timeout=1.0, keepalive=60))
+    async with running(bridge):
+        stream = bridge.subscribe("$test", "frozen/#", qos=1)
+        await bridge.subscribed()
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(50):
+                await bridge.publish("frozen/numbers", str(i).encode(), qos=1)
+            with anyio.fail_after(10):
+                while "no PUBACK within 1 s" not in (bridge.statistics().last_error or ""):
+                    await anyio.sleep(0.05)
+        finally:
+            broker.process.send_signal(signal.SIGCONT)
+        seen: set[int] = set()
+        with anyio.fail_after(30):
+            while len(seen) < 50:
+                seen.add(int((await stream.receive()).payload))
+    assert seen == set(range(50))
+    assert bridge.statistics().connections >= 2
+
+
 async def test_tls_with_client_certificates(
         mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path) -> None:
     pki_dir = tmp_path / "pki"
