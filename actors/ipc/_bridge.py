@@ -39,12 +39,14 @@ import anyio.abc
 from ._broker import Broker, Overflow, Subscription
 from ._errors import ServiceError
 from ._message import IotCoreMessage, MqttProperties
-from ._spool import FsyncPolicy, Record, Spool
+from ._spool import FsyncPolicy, Spool
 from ._topics import check_topic_filter, check_topic_name
 
 if TYPE_CHECKING:
     import aiomqtt
     from paho.mqtt.properties import Properties
+
+    from ._mqtt_client import Client
 
 log = logging.getLogger("actors.ipc.mqtt")
 
@@ -161,7 +163,6 @@ class MqttBridge:
         self._changes: deque[tuple[str, int | None]] = deque()
         self._changed = anyio.Event()
         self._in_flight = 0
-        self._unstarted = 0
         # QoS 1 publishes awaiting their PUBACK: seq -> loop time sent, oldest first.
         self._awaiting: dict[int, float] = {}
         #: called with True / False when the connection comes up / goes down
@@ -256,7 +257,6 @@ class MqttBridge:
             finally:
                 was_connected = self._client is not None
                 self._client = None
-                self._unstarted = 0
                 self._awaiting.clear()
                 self._connected = anyio.Event()
                 if was_connected:
@@ -298,17 +298,25 @@ class MqttBridge:
                 str(message.topic), bytes(payload), "$iotcore", retain=bool(message.retain),
                 properties=properties))
 
-    async def _send(self, client: aiomqtt.Client) -> None:
-        # QoS 1 messages go out from one task each (up to max_inflight awaiting their
-        # PUBACK); a task's first step hands its message to paho synchronously, and
-        # tasks start in creation order, so the wire order is the spool's order. A QoS 0
-        # message is handed over inline, once every earlier task has started.
-        # (asyncio's own TaskGroup and Semaphore: per message, anyio's cost several
-        # times more, and this loop is the bridge's throughput.)
+    async def _send(self, client: Client) -> None:
+        # QoS 1 messages are handed to paho in the spool's order, up to max_inflight
+        # awaiting their PUBACK, which acknowledges them in the spool (on_puback: no task
+        # per message). A QoS 0 message is written before the next one goes.
         spool = self.spool
         window = asyncio.Semaphore(self.settings.max_inflight)
-        seq = spool.first()
-        async with asyncio.TaskGroup() as tasks:
+        by_mid: dict[int, int] = {}  # packet id -> spool seq, this connection's
+        clock = asyncio.get_running_loop().time
+
+        def puback(mid: int) -> None:
+            seq = by_mid.pop(mid, None)
+            if seq is not None:
+                self._awaiting.pop(seq, None)
+                spool.ack(seq)
+                window.release()
+
+        client.on_puback = puback
+        try:
+            seq = spool.first()
             while True:
                 record = spool.get(seq)
                 if record is None:
@@ -320,36 +328,24 @@ class MqttBridge:
                         seq += 1  # acknowledged out of order meanwhile
                     continue
                 seq += 1
+                properties = (None if record.properties is None
+                              else self._to_paho(record.properties))
                 if record.qos == 0:
-                    # Bare turns of the loop, not a timed poll: each lets started tasks run.
-                    while self._unstarted:  # noqa: ASYNC110
-                        await asyncio.sleep(0)
+                    # No timeout (aiomqtt's makes a task and a timer per message): a
+                    # dead connection fails it, as it fails the whole connection.
                     await client.publish(record.topic, record.payload, qos=0,
-                                         retain=record.retain,
-                                         properties=None if record.properties is None
-                                         else self._to_paho(record.properties))
+                                         retain=record.retain, properties=properties,
+                                         timeout=math.inf)
                     spool.ack(record.seq)
                     continue
                 await window.acquire()
-                self._unstarted += 1
-                tasks.create_task(self._send_one(client, record, window))
-
-    async def _send_one(self, client: aiomqtt.Client, record: Record,
-                        window: asyncio.Semaphore) -> None:
-        self._unstarted -= 1
-        self._awaiting[record.seq] = asyncio.get_running_loop().time()
-        try:
-            # No timeout of its own (aiomqtt's would make a task and a timer per message):
-            # _watch_pubacks ends a connection whose oldest PUBACK is overdue.
-            await client.publish(record.topic, record.payload, qos=record.qos,
-                                 retain=record.retain,
-                                 properties=None if record.properties is None
-                                 else self._to_paho(record.properties),
-                                 timeout=math.inf)
-            self.spool.ack(record.seq)
+                # No timeout per message either: _watch_pubacks ends a connection whose
+                # oldest PUBACK is overdue.
+                by_mid[client.publish_nowait(record.topic, record.payload, record.qos,
+                                             record.retain, properties)] = record.seq
+                self._awaiting[record.seq] = clock()
         finally:
-            self._awaiting.pop(record.seq, None)
-            window.release()
+            client.on_puback = None
 
     async def _watch_pubacks(self) -> None:
         # A PUBACK overdue by `timeout` means a dead connection nobody noticed: the

@@ -1,4 +1,5 @@
-"""An aiomqtt client that never registers a reader or writer on a closed socket.
+"""An aiomqtt client that never registers a reader or writer on a closed socket, and
+hands QoS 1 messages to paho without a task each.
 
 aiomqtt (2.x) registers paho's socket with the event loop through
 ``call_soon_threadsafe(loop.add_reader / add_writer, fd, ...)``. When a
@@ -8,6 +9,11 @@ deferred call runs: the loop then registers a closed descriptor (EBADF in the
 loop's exception handler) or, worse, a number the process has meanwhile
 reused for another file or socket. The guard below drops such a deferred
 registration unless paho still holds the very socket it was made for.
+
+``publish_nowait`` gives paho a message and returns its packet id; the PUBACK calls
+``on_puback(mid)``. aiomqtt's own ``publish`` waits for the PUBACK in the caller, so a
+window of QoS 1 messages in flight costs a task, an event and a pending-call record
+per message: that was most of the MQTT bridge's cost per message.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 
 class _GuardedLoop:
@@ -46,8 +53,26 @@ class _GuardedLoop:
 
 
 class Client(aiomqtt.Client):
-    """``aiomqtt.Client`` with the guarded loop (see the module docstring)."""
+    """``aiomqtt.Client`` with the guarded loop and ``publish_nowait`` (see the module
+    docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop = _GuardedLoop(self._loop, self)  # type: ignore[assignment]
+        #: Called with the packet id of each publish the broker acknowledged (in the loop).
+        self.on_puback: Callable[[int], None] | None = None
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int, retain: bool,
+                       properties: Any = None) -> int:
+        """Hand a message to paho (sent now, or queued behind paho's in-flight limit);
+        returns its packet id. Raises ``aiomqtt.MqttCodeError`` like ``publish``."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        return int(info.mid)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+        if self.on_puback is not None:
+            self.on_puback(mid)
