@@ -18,6 +18,7 @@ the runtime's packages say so: they run ``"${EDGE_ACTORS_PYTHON:-python3}"``
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -50,8 +51,14 @@ def component_path(environ: Mapping[str, str]) -> str:
     configured = environ.get(COMPONENT_PATH)
     if configured:
         return configured
-    private = _runtime_bins(environ)
-    entries = [entry for entry in environ.get("PATH", os.defpath).split(os.pathsep)
+    return _without_runtime(environ.get("PATH", os.defpath), environ.get("VIRTUAL_ENV"))
+
+
+@functools.lru_cache(maxsize=8)
+def _without_runtime(path: str, virtual_env: str | None) -> str:
+    # Every step of every component asks: resolving each entry's links once is enough.
+    private = _runtime_bins({"VIRTUAL_ENV": virtual_env} if virtual_env else {})
+    entries = [entry for entry in path.split(os.pathsep)
                if entry and os.path.realpath(entry) not in private]
     return os.pathsep.join(entries) or os.defpath
 

@@ -89,7 +89,22 @@ class PosixUser:
 
     @classmethod
     def resolve(cls, spec: str, where: str = "RunWith.posixUser") -> PosixUser:
-        """Raises RunWithError naming ``where`` when the user or group does not exist."""
+        """Raises RunWithError naming ``where`` when the user or group does not exist.
+        Every step of a component resolves its user: an answer is kept while
+        /etc/passwd and /etc/group are unchanged (reading /etc/group for the
+        supplementary groups was a fifth of a step's start-up)."""
+        stamp = _user_database_stamp()
+        known = _resolved.get(spec)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        resolved = cls._resolve(spec, where)
+        if len(_resolved) > 64:
+            _resolved.clear()
+        _resolved[spec] = (stamp, resolved)
+        return resolved
+
+    @classmethod
+    def _resolve(cls, spec: str, where: str) -> PosixUser:
         user, _, group = spec.partition(":")
         try:
             entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
@@ -107,6 +122,21 @@ class PosixUser:
                     f"{group}) or name another group") from None
         groups = tuple(sorted({gid, *os.getgrouplist(entry.pw_name, gid)}))
         return cls(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir or "/")
+
+
+_resolved: dict[str, tuple[tuple[int, ...], PosixUser]] = {}
+
+
+def _user_database_stamp() -> tuple[int, ...]:
+    stamp: list[int] = []
+    for path in ("/etc/passwd", "/etc/group"):
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamp += [-1, -1]
+        else:
+            stamp += [info.st_mtime_ns, info.st_ino]
+    return tuple(stamp)
 
 
 USER_VARIABLE = "EDGE_ACTORS_COMPONENT_USER"
