@@ -59,7 +59,12 @@ int main(void) {
   /* (C, H, W, M, k, stride, pad, depthwise, act) */
   int cases[][9] = {{16, 13, 11, 37, 1, 1, 0, 0, 1}, {3, 17, 19, 8, 3, 2, 1, 0, 2},
                     {24, 14, 14, 24, 3, 1, 1, 1, 1}, {24, 15, 13, 24, 3, 2, 1, 1, 0},
-                    {8, 9, 22, 8, 5, 2, 2, 1, 1}, {8, 7, 7, 8, 5, 1, 2, 1, 2}};
+                    {8, 9, 22, 8, 5, 2, 2, 1, 1}, {8, 7, 7, 8, 5, 1, 2, 1, 2},
+                    /* pointwise tails of 1 and 4 columns (N = 49, 196); im2col 3x3 and
+                     * 5x5, strides 1 and 2, padded or not */
+                    {20, 7, 7, 19, 1, 1, 0, 0, 1}, {12, 14, 14, 21, 1, 1, 0, 0, 2},
+                    {40, 7, 7, 16, 1, 1, 0, 0, 0}, {5, 9, 10, 11, 3, 1, 1, 0, 1},
+                    {3, 12, 13, 9, 5, 2, 2, 0, 2}, {2, 10, 11, 8, 3, 2, 0, 0, 1}};
   for (unsigned t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     int C = cases[t][0], H = cases[t][1], W = cases[t][2], M = cases[t][3], k = cases[t][4];
     int st = cases[t][5], p = cases[t][6], dw = cases[t][7], a = cases[t][8];

@@ -78,12 +78,64 @@ MICRO(3)
 #define NVMAX 3
 #define NB (NVMAX * VW)
 
+#if VW == 16
+/* A block of 8 columns or fewer (the tail of N = 49, 196, ...): 8-lane vectors with masked
+ * loads and stores, in place. A 16-lane tile would spend as many cycles on one column as
+ * on sixteen; Zen 4 runs two 8-lane FMAs a cycle, so this takes half as long. */
+_Static_assert(MR == EA_PM, "the masked tail covers one panel");
+typedef float SUF(hf) __attribute__((vector_size(32), aligned(4)));
+static void SUF(microh)(const SUF(gemm_args) * g, const float* a, const float* x, int64_t ldx,
+                        float* y, int64_t ldy, const float* r, int64_t m0, int rows,
+                        int width) {
+  const __mmask8 mk = (__mmask8)((1u << width) - 1);
+  SUF(hf) acc[MR];
+  /* Every loop over the rows fully unrolled: an array indexed at run time (the epilogue's
+   * i < rows) made gcc store every accumulator on each step of the k loop. */
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) acc[i] = (SUF(hf)){0};
+  const int64_t K = g->K;
+  for (int64_t k = 0; k < K; k++) {
+    SUF(hf) xv = (SUF(hf))_mm256_maskz_loadu_ps(mk, x + k * ldx);
+    const float* ak = a + k * EA_PM;
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) acc[i] += ak[i] * xv;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    if (i >= rows) break;
+    int64_t m = m0 + i;
+    SUF(hf) o = acc[i] + (g->bias ? g->bias[m] : 0.f);
+    if (r) o += (SUF(hf))_mm256_maskz_loadu_ps(mk, r + i * ldy);
+    if (g->act == EA_ACT_CLIP) {
+      o = (SUF(hf))_mm256_max_ps((__m256)o, _mm256_set1_ps(g->lo));
+      o = (SUF(hf))_mm256_min_ps((__m256)o, _mm256_set1_ps(g->hi));
+    } else if (g->act == EA_ACT_PRELU) {
+      __mmask8 neg = _mm256_cmp_ps_mask((__m256)o, _mm256_setzero_ps(), _CMP_LT_OQ);
+      o = (SUF(hf))_mm256_mask_mul_ps((__m256)o, neg, (__m256)o, _mm256_set1_ps(g->slope[m]));
+    }
+    _mm256_mask_storeu_ps(y + i * ldy, mk, (__m256)o);
+  }
+}
+#endif
+
 /* Columns [n0, n0 + width) for every row panel in [p0, p1). A full-width block reads X and
  * writes Y in place; a narrower one goes through zero-padded copies. */
 static void SUF(gemm_block)(const SUF(gemm_args) * g, int64_t n0, int64_t p0, int64_t p1) {
   int64_t width = g->N - n0 < NB ? g->N - n0 : NB;
   int nv = (int)((width + VW - 1) / VW);
   int exact = (width == (int64_t)nv * VW);
+#if VW == 16
+  if (width <= 8) {
+    for (int64_t p = p0; p < p1; p++) {
+      int64_t m0 = p * EA_PM;
+      if (m0 >= g->M) break;
+      int rows = (int)(g->M - m0 < MR ? g->M - m0 : MR);
+      SUF(microh)(g, g->a + p * g->K * EA_PM, g->x + n0, g->ldx, g->y + m0 * g->ldy + n0,
+                  g->ldy, g->r ? g->r + m0 * g->ldy + n0 : NULL, m0, rows, (int)width);
+    }
+    return;
+  }
+#endif
   const float* x = g->x + n0;
   int64_t ldx = g->ldx;
   float* tmp_y = NULL;
@@ -147,13 +199,27 @@ static void SUF(gemm)(SUF(gemm_args) * g) {
   else ea_parallel(panels, 2, SUF(gemm_rows), g);
 }
 
-/* ---- Convolution through im2col + GEMM (any kernel, group 1). */
+/* ---- Convolution through im2col + GEMM (any kernel, group 1). Each row of columns is
+ * its zero borders and a branch-free strided copy between them. */
+static inline __attribute__((always_inline)) void SUF(im2col_row)(float* restrict row,
+    const float* restrict in, int64_t lo, int64_t hi, int64_t Wo, int sw, int off) {
+  for (int64_t ox = 0; ox < lo; ox++) row[ox] = 0.f;
+  for (int64_t ox = lo; ox < hi; ox++) row[ox] = in[ox * sw + off];
+  for (int64_t ox = hi; ox < Wo; ox++) row[ox] = 0.f;
+}
+
 static void SUF(im2col)(const float* x, float* col, int64_t C, int64_t H, int64_t W, int kh,
                         int kw, int sh, int sw, int pt, int pl, int64_t Ho, int64_t Wo) {
   for (int64_t c = 0; c < C; c++)
     for (int ky = 0; ky < kh; ky++)
       for (int kx = 0; kx < kw; kx++) {
         float* out = col + ((c * kh + ky) * kw + kx) * Ho * Wo;
+        /* outputs ox reading inside the row: 0 <= ox * sw + kx - pl < W */
+        const int off = kx - pl;
+        int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
+        if (hi > Wo) hi = Wo;
+        if (lo > hi) lo = hi;
         for (int64_t oy = 0; oy < Ho; oy++) {
           int64_t iy = oy * sh + ky - pt;
           float* row = out + oy * Wo;
@@ -162,10 +228,9 @@ static void SUF(im2col)(const float* x, float* col, int64_t C, int64_t H, int64_
             continue;
           }
           const float* in = x + (c * H + iy) * W;
-          for (int64_t ox = 0; ox < Wo; ox++) {
-            int64_t ix = ox * sw + kx - pl;
-            row[ox] = (ix >= 0 && ix < W) ? in[ix] : 0.f;
-          }
+          if (sw == 1) SUF(im2col_row)(row, in, lo, hi, Wo, 1, off);
+          else if (sw == 2) SUF(im2col_row)(row, in, lo, hi, Wo, 2, off);
+          else SUF(im2col_row)(row, in, lo, hi, Wo, sw, off);
         }
       }
 }

@@ -14,6 +14,7 @@ EA_EXPORT void (*__TVMAPISetLastError)(const char*) = NULL;
 
 #if defined(__x86_64__) && !defined(EA_PORTABLE_ONLY)
 #define EA_X86 1
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
 #define VW 16
