@@ -250,18 +250,25 @@ static inline __attribute__((always_inline)) void SUF(dw_rows)(
   for (int64_t oy = 0; oy < Ho; oy++) {
     float* out = y + oy * Wo;
     for (int64_t ox = 0; ox < Wv; ox += VW) {
-      vf acc = bias;
+      /* Three partial sums (kernel rows 0, 3, .. / 1, 4, .. / 2, 5, ..): one chain of
+       * kh * kw dependent FMAs was the bound for short rows. */
+      vf acc[3] = {bias, SUF(splat)(0.f), SUF(splat)(0.f)};
       for (int ky = 0; ky < kh; ky++) {
         const float* row = pad + (oy * sh + ky) * Wq + ox;
         for (int kx = 0; kx < kw; kx++)
-          acc += wv[ky * kw + kx] * SUF(load)(row + (kx % sw) * plane + kx / sw);
+          acc[ky % 3] += wv[ky * kw + kx] * SUF(load)(row + (kx % sw) * plane + kx / sw);
       }
-      acc = SUF(vact)(acc, act, lo, hi, s);
+      vf sum = SUF(vact)(acc[0] + acc[1] + acc[2], act, lo, hi, s);
       if (ox + VW <= Wo) {
-        SUF(store)(out + ox, acc);
+        SUF(store)(out + ox, sum);
       } else {
-        SUF(store)(spill, acc);
+#if VW == 16 /* (vmaskmovps, AVX2's masked store, is slow on AMD: measured) */
+        _mm512_mask_storeu_ps(out + ox, (__mmask16)((1u << (Wo - ox)) - 1), (__m512)sum);
+        (void)spill;
+#else
+        SUF(store)(spill, sum);
         for (int64_t i = 0; i < Wo - ox; i++) out[ox + i] = spill[i];
+#endif
       }
     }
   }
