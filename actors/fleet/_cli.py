@@ -34,7 +34,8 @@ def s3_settings(args: argparse.Namespace) -> S3Settings:
     from ..artifacts import S3Settings
 
     endpoint = getattr(args, "s3_endpoint", None)
-    return S3Settings(endpoint_url=endpoint, addressing_style="path" if endpoint else "auto")
+    return S3Settings(endpoint_url=endpoint, region=getattr(args, "s3_region", None),
+                      addressing_style="path" if endpoint else "auto")
 
 
 def add_component_verbs(csub: Any) -> None:
