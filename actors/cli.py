@@ -20,6 +20,11 @@ from . import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path(".edge-actors")
+#: ``run``'s flags that --init-config may set, and their defaults when neither sets them.
+RUN_DEFAULTS: dict[str, Any] = {
+    "root": DEFAULT_ROOT, "thing_name": "edge-actors-local", "mqtt_ca": None,
+    "mqtt_cert": None, "mqtt_key": None, "broker": None, "registry": None,
+    "s3_endpoint": None, "component_default_user": None, "platform_override": None}
 
 
 def _root(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         "applied first, as `greengrass-cli deployment create` does. Runs until "
         "SIGTERM/SIGINT, or with --exit-when-done until every component is FINISHED.")
     _root(run)
+    run.add_argument("--init-config", type=Path, metavar="FILE",
+                     help="the runtime's configuration file, in the shape of Greengrass's "
+                     "config.yaml: system: {thingName, certificateFilePath, privateKeyPath, "
+                     "rootCaPath, rootpath} and services: {aws.greengrass.Nucleus: "
+                     "{configuration: {iotDataEndpoint, mqtt: {port}, awsRegion, "
+                     "runWithDefault: {posixUser}, platformOverride, fleet: {registry, "
+                     "s3Endpoint}}}}; the flags given override it (see the README)")
     _deployment_flags(run)
     run.add_argument("--thing-name", "--thing", default="edge-actors-local",
                      help="{iot:thingName}, and the MQTT client id (default: edge-actors-local)")
@@ -101,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=600.0,
                      help="with --exit-when-done, the seconds to wait (default: 600)")
     fleet_cli.device_flags(run)
+    # None: not given, so --init-config's value (else the default in RUN_DEFAULTS) holds.
+    run.set_defaults(**dict.fromkeys(RUN_DEFAULTS), s3_region=None)
     run.add_argument("--watch", type=Path, metavar="DIR",
                      help="keep the deployed inference components (those configured with an "
                      "ImageDirectory) watching DIR: each image written there is classified "
@@ -288,9 +302,14 @@ async def _run(args: argparse.Namespace) -> int:
     mqtt = None if not args.mqtt_host else MqttSettings(
         args.mqtt_host, args.mqtt_port, ca_file=args.mqtt_ca, cert_file=args.mqtt_cert,
         key_file=args.mqtt_key, version=args.mqtt_version)
+    s3 = None
+    if args.s3_endpoint or args.s3_region:  # the registry's S3 serves the artifacts too
+        from .fleet._cli import s3_settings
+
+        s3 = s3_settings(args)
     nucleus = Nucleus(args.root, handle_signals=True, thing_name=args.thing_name,
                       platform_override=override, mqtt=mqtt, containment=args.containment,
-                      run_with=RunWith(posix_user=args.component_default_user))
+                      run_with=RunWith(posix_user=args.component_default_user), s3=s3)
     # Listen before the start: components deployed earlier start with the runtime.
     nucleus.on_state(lambda name, state, reason: print(
         f"[state] {name}: {state}" + (f" ({reason})" if reason else ""), flush=True))
@@ -542,6 +561,23 @@ def _bench(arguments: list[str]) -> int:
     return subprocess.run([sys.executable, "-m", "bench", *arguments]).returncode
 
 
+def _settle_run(args: argparse.Namespace) -> None:
+    """``run``'s settings: the flags given, else ``--init-config``'s, else the defaults."""
+    from .init_config import NUCLEUS, InitConfigError, load
+
+    given = load(args.init_config).values if args.init_config is not None else {}
+    for dest, default in (*RUN_DEFAULTS.items(), ("s3_region", None)):
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, given.get(dest, default))
+    if args.broker and not args.registry:
+        if args.init_config is None:
+            raise InitConfigError("run --broker needs --registry s3://BUCKET/PREFIX")
+        raise InitConfigError(
+            f"{args.init_config}: services.{NUCLEUS}.configuration.fleet.registry: missing; "
+            f"fleet deployments (the broker {args.broker}) need the component registry: "
+            "s3://BUCKET/PREFIX there, or --registry")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -562,9 +598,15 @@ def main(argv: list[str] | None = None) -> int:
         return fleet_main(args)
     if args.command in ("deployment", "component", "logs", "infer"):
         return _offline(args)
+    from .init_config import InitConfigError
     from .kernel import run
     from .recipe import RecipeError
 
+    try:
+        _settle_run(args)
+    except InitConfigError as exc:  # before anything starts
+        print(f"edge-actors: {exc}", file=sys.stderr)
+        return 2
     try:
         return run(_run, args)
     except RecipeError as exc:

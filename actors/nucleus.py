@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .artifacts import Progress
+from .artifacts import Progress, S3Settings
 from .component import ComponentNotServing, OrphanSweeper, RunWith, State, sweep
 from .component._processes import prepare_component_user, runtime_containment
 from .deploy import (
@@ -74,8 +74,10 @@ class Nucleus(Listeners):
                  platform_override: Mapping[str, str] | None = None,
                  handle_signals: bool = False, error_reset_time: float = 3600.0,
                  mqtt: MqttSettings | None = None, containment: str = "auto",
-                 run_with: RunWith | None = None) -> None:
+                 run_with: RunWith | None = None, s3: S3Settings | None = None) -> None:
+        """``s3``: how artifacts on S3 are fetched (default: the usual AWS chain)."""
         self.root = Path(root).absolute()
+        self.s3 = s3
         self.layout = Layout(self.root)
         self.thing_name = thing_name
         self.device: Platform = detect_platform(platform_override)
@@ -170,7 +172,7 @@ class Nucleus(Listeners):
 
     def _new_deployments(self) -> DeploymentActor:
         return DeploymentActor(self.layout, self.device, self.system.lookup(COMPONENTS),
-                               progress=self._progress, pending=self.pending,
+                               s3=self.s3, progress=self._progress, pending=self.pending,
                                updates=self.ipc, deferrals=self.deferrals,
                                cancellations=self.cancellations)
 

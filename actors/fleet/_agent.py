@@ -23,6 +23,12 @@ Notices are handled once: a deployment already recorded (in the agent's state
 or in the runtime's history, e.g. one rolled back after a kill -9) is reported
 again, not applied again. Of several notices for one group waiting, only the
 newest is applied; the ones it replaced are reported CANCELED.
+
+A canceled deployment's notice is replaced by one that says ``"canceled":
+true`` (``fleet cancel``, or a rollout stopped): a device that has not started
+it never does and reports CANCELED; one whose runtime is applying it cancels it
+there (CANCELED while nothing changed yet, else it finishes); a result already
+reported stands.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class DeviceAgent:
             will=(topics.connection(self.thing), orjson.dumps({"connected": False})),
             on_connect=self._on_connect)
         self._waiting: dict[str, dict[str, Any]] = {}  # group -> newest notice not yet applied
+        self._cancels: dict[str, str] = {}  # deployment id -> group: canceled, not yet recorded
+        self._cancel_asked: set[str] = set()  # every deployment canceled while this runs
+        self._deploying: str | None = None  # the deployment in the runtime's queue
         self._wake = anyio.Event()
         self._health_due = anyio.Event()
         self.applied = 0
@@ -129,6 +138,9 @@ class DeviceAgent:
             log.error("%s: ignoring a notice for %s on %s", self.thing, notice.get("thingName"),
                       topic)
             return
+        if notice.get("canceled"):
+            self._cancel(group, deployment_id)
+            return
         replaced = self._waiting.get(group)
         if replaced is not None and replaced["deploymentId"] != deployment_id:
             self._report_now(str(replaced["deploymentId"]), ExecutionStatus.CANCELED,
@@ -136,8 +148,26 @@ class DeviceAgent:
         self._waiting[group] = notice
         self._wake.set()
 
+    def _cancel(self, group: str, deployment_id: str) -> None:
+        """A deployment canceled (``fleet cancel``, or a rollout aborted): not started
+        here, it never is (CANCELED); in the runtime's queue, it is stopped while it has
+        changed nothing (CANCELED), else it finishes; done, its result stands."""
+        waiting = self._waiting.get(group)
+        if waiting is not None and waiting["deploymentId"] == deployment_id:
+            del self._waiting[group]
+        self._cancel_asked.add(deployment_id)
+        if self._deploying == deployment_id:
+            self.nucleus.cancellations.cancel(deployment_id)
+        self._cancels[deployment_id] = group
+        self._wake.set()
+
     async def _work(self) -> None:
         while True:
+            if self._cancels:
+                deployment_id, group = next(iter(self._cancels.items()))
+                del self._cancels[deployment_id]
+                await self._canceled(group, deployment_id)
+                continue
             if not self._waiting:
                 self._wake = anyio.Event()
                 await self._wake.wait()
@@ -164,6 +194,9 @@ class DeviceAgent:
         if earlier is not None:  # e.g. rolled back at start after a kill -9 mid-deployment
             await self._finish(group, deployment_id, None, earlier)
             return
+        if deployment_id in self._cancel_asked:
+            await self._canceled(group, deployment_id)
+            return
         self._report_now(deployment_id, ExecutionStatus.IN_PROGRESS)
         data = await self._document(notice)  # the registry unreachable: FAILED, tried again
         try:
@@ -180,8 +213,31 @@ class DeviceAgent:
             await self._record(group, deployment_id, ExecutionStatus.REJECTED, report)
             return
         request = await anyio.to_thread.run_sync(self._request, group, document)
-        record = await self.nucleus.deploy(request)
+        if deployment_id in self._cancel_asked:  # canceled while the document came
+            await self._canceled(group, deployment_id)
+            return
+        self._deploying = deployment_id
+        try:
+            record = await self.nucleus.deploy(request)
+        finally:
+            self._deploying = None
         await self._finish(group, deployment_id, document, record)
+
+    async def _canceled(self, group: str, deployment_id: str) -> None:
+        """Report a canceled deployment CANCELED, unless this device has a result for it
+        already (it stands, and is said again)."""
+        reported = self.state["reported"].get(deployment_id)
+        if reported is not None:
+            self._publish_update(deployment_id, reported)
+            return
+        earlier = next((r for r in self.nucleus.history()
+                        if r.deployment_id == deployment_id), None)
+        if earlier is not None:
+            await self._finish(group, deployment_id, None, earlier)
+            return
+        report = self._report(deployment_id, ExecutionStatus.CANCELED, detailed="CANCELED",
+                              cause="the deployment was canceled before this device started it")
+        await self._record(group, deployment_id, ExecutionStatus.CANCELED, report)
 
     async def _document(self, notice: Mapping[str, Any]) -> Any:
         """The deployment document's JSON, from the notice or the registry."""
@@ -222,13 +278,14 @@ class DeviceAgent:
     async def _finish(self, group: str, deployment_id: str, document: FleetDeployment | None,
                       record: DeploymentRecord) -> None:
         status = ExecutionStatus.SUCCEEDED if record.status == "SUCCEEDED" \
+            else ExecutionStatus.CANCELED if record.status == "CANCELED" \
             else ExecutionStatus.FAILED
         report = self._report(deployment_id, status, cause=record.cause,
                               detailed=str(record.detailed_status or ""),
                               components=self._components(record.components))
         groups = self.state["groups"]
-        if document is not None and (status is ExecutionStatus.SUCCEEDED
-                                     or document.failure_handling == "DO_NOTHING"):
+        if document is not None and (status is ExecutionStatus.SUCCEEDED or (
+                status is ExecutionStatus.FAILED and document.failure_handling == "DO_NOTHING")):
             replaced = groups.get(group, {}).get("deploymentId")
             if replaced and replaced != deployment_id:
                 # The group's previous deployment is over for this device: its retained

@@ -34,7 +34,8 @@ def s3_settings(args: argparse.Namespace) -> S3Settings:
     from ..artifacts import S3Settings
 
     endpoint = getattr(args, "s3_endpoint", None)
-    return S3Settings(endpoint_url=endpoint, addressing_style="path" if endpoint else "auto")
+    return S3Settings(endpoint_url=endpoint, region=getattr(args, "s3_region", None),
+                      addressing_style="path" if endpoint else "auto")
 
 
 def add_component_verbs(csub: Any) -> None:
@@ -119,8 +120,16 @@ def add_fleet(sub: Any) -> None:
     p.add_argument("deployment_id", metavar="DEPLOYMENT")
     registry_flags(p)
     broker_flags(p, required=False)
-    p = fsub.add_parser("cancel", help="stop a rollout: devices not yet started never start it")
+    p = fsub.add_parser(
+        "cancel", help="cancel a fleet deployment: devices not yet started never start it",
+        description="Cancel a fleet deployment, whether its controller (`fleet deploy`) runs "
+        "or not: the cancellation is recorded in the registry; each device that has not "
+        "finished it gets its notice replaced by a canceled one, so a device that has not "
+        "started never does and reports CANCELED (one applying it cancels it while nothing "
+        "changed yet); a device's result already reported stands; a running controller "
+        "stops its rollout.")
     p.add_argument("deployment_id", metavar="DEPLOYMENT")
+    registry_flags(p)
     broker_flags(p)
     p = fsub.add_parser("devices", help="devices and their health (retained on the broker)")
     broker_flags(p)
@@ -382,13 +391,64 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cancel(args: argparse.Namespace) -> int:
-    from ._controller import cancel_topic
-    from ._status import publish_once
+# A device's own final word on a deployment: a cancel leaves it as it is.
+_FINISHED = ("SUCCEEDED", "FAILED", "REJECTED", "CANCELED")
 
-    await publish_once(_broker(args), cancel_topic(args.deployment_id),
-                       json.dumps({"canceled": True}).encode(), retain=True)
-    print(f"deployment {args.deployment_id}: cancel requested")
+
+async def _cancel(args: argparse.Namespace) -> int:
+    """CancelDeployment without the controller: record it in the registry, tell a running
+    controller, replace the notices of the devices that have not finished it."""
+    import time
+
+    from . import _topics as topics
+    from ._controller import cancel_topic
+    from ._errors import NotInRegistry
+    from ._model import canceled_notice
+    from ._status import merge_status, publish_many, retained
+
+    deployment_id = args.deployment_id
+    broker = _broker(args)
+    async with _registry(args) as registry:
+        document = await registry.document(deployment_id)
+        target = str(document["targetArn"])
+        kind, _, name = target.partition("/")
+        things = [name] if kind == "thing" else await registry.group(name)
+        await registry.put_json(registry.cancel_key(deployment_id), {
+            "deploymentId": deployment_id, "targetArn": target, "canceledOn": time.time()})
+        # A controller rolling it out follows this (retained) topic and stops.
+        await publish_many(broker, [(cancel_topic(deployment_id),
+                                     json.dumps({"canceled": True}).encode())], retain=True)
+        reports = await retained(broker, topics.update_filter(deployment_id))
+        notices = await retained(broker, topics.notify("+", target))
+        replace = sorted(
+            thing for thing, n in notices.items()
+            if isinstance(n, dict) and n.get("deploymentId") == deployment_id
+            and not n.get("canceled")
+            and (reports.get(thing) or {}).get("status") not in _FINISHED)
+        await publish_many(broker, [(topics.notify(thing, target),
+                                     canceled_notice(deployment_id, target, thing))
+                                    for thing in replace], retain=True)
+        # The view `fleet status` starts from: the target's devices that have no result
+        # of their own are CANCELED.
+        try:
+            saved = await registry.get_json(registry.status_key(deployment_id))
+        except NotInRegistry:
+            saved = {"deploymentId": deployment_id, "targetArn": target, "devices": {}}
+        devices = saved.setdefault("devices", {})
+        notified = {t for t, n in notices.items()
+                    if isinstance(n, dict) and n.get("deploymentId") == deployment_id}
+        for thing in sorted({*things, *notified, *devices}):
+            entry = devices.setdefault(thing, {"thingName": thing, "status": "NOT_NOTIFIED"})
+            own = (reports.get(thing) or {}).get("status")
+            if own in _FINISHED or own == "IN_PROGRESS" or entry.get("status") in (
+                    *_FINISHED, "IN_PROGRESS", "TIMED_OUT"):
+                continue
+            entry.update({"status": "CANCELED", "failureCause": "canceled (fleet cancel)"})
+        saved["aborted"] = saved.get("aborted") or "canceled"
+        saved["canceledOn"] = time.time()
+        saved["summary"] = merge_status(document, saved, {})["summary"]
+        await registry.put_json(registry.status_key(deployment_id), saved)
+    print(f"deployment {deployment_id}: canceled; {len(replace)} device notice(s) withdrawn")
     return 0
 
 

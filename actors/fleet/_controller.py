@@ -32,7 +32,7 @@ import orjson
 from . import _topics as topics
 from ._errors import FleetError, NotInRegistry
 from ._link import BrokerSettings, Link
-from ._model import INLINE_LIMIT, ExecutionStatus, FleetDeployment, notice
+from ._model import INLINE_LIMIT, ExecutionStatus, FleetDeployment, canceled_notice, notice
 from ._registry import Registry
 
 log = logging.getLogger("actors.fleet.controller")
@@ -246,12 +246,12 @@ class _Rollout:
                 e.cause = self.stop_reason
                 self._set(e, ExecutionStatus.CANCELED)
             elif e.status is ExecutionStatus.QUEUED:
-                topic = topics.notify(e.thing, self.deployment.target)
-                self.link.publish(topic, b"", retain=True, key=f"clear:{topic}")
-                self.link.publish(topic, orjson.dumps({
-                    "thingName": e.thing, "deploymentId": self.deployment.deployment_id,
-                    "groupName": self.deployment.target, "canceled": True}),
-                    key=f"cancel:{topic}")
+                # Its notice is replaced (retained): a device that has not started the
+                # deployment never does, and reports CANCELED.
+                self.link.publish(topics.notify(e.thing, self.deployment.target),
+                                  canceled_notice(self.deployment.deployment_id,
+                                                  self.deployment.target, e.thing),
+                                  retain=True)
                 e.cause = self.stop_reason
                 self._set(e, ExecutionStatus.CANCELED)
 

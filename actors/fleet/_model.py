@@ -373,3 +373,10 @@ def notice(deployment: FleetDeployment, thing: str, document_uri: str,
     if inline is not None:
         body["deploymentDocument"] = inline
     return orjson.dumps(body)
+
+
+def canceled_notice(deployment_id: str, group: str, thing: str) -> bytes:
+    """What replaces a device's notice of a canceled deployment (retained, on the same
+    topic): a device that has not started it never does, and reports CANCELED."""
+    return orjson.dumps({"thingName": thing, "deploymentId": deployment_id,
+                         "groupName": group, "canceled": True, "timestamp": time.time()})

@@ -356,6 +356,11 @@ class Registry:
         return self.url.key("deployments", _check_name("deployment id", deployment_id),
                             "status.json")
 
+    def cancel_key(self, deployment_id: str) -> str:
+        """Where ``fleet cancel`` records that a deployment was canceled."""
+        return self.url.key("deployments", _check_name("deployment id", deployment_id),
+                            "canceled.json")
+
     def target_key(self, target: str) -> str:
         kind, _, name = target.partition("/")
         return self.url.key("targets", kind, f"{_check_name('target', name)}.json")

@@ -50,8 +50,15 @@ async def retained(settings: BrokerSettings, topic_filter: str, *, quiet: float 
 
 async def publish_once(settings: BrokerSettings, topic: str, payload: bytes,
                        retain: bool = False) -> None:
+    await publish_many(settings, [(topic, payload)], retain=retain)
+
+
+async def publish_many(settings: BrokerSettings, messages: list[tuple[str, bytes]],
+                       retain: bool = False) -> None:
+    """Publish ``messages`` (QoS 1) on one connection, each acknowledged."""
     async with _client(dataclasses.replace(settings)) as client:
-        await client.publish(topic, payload, qos=1, retain=retain)
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1, retain=retain)
 
 
 def merge_status(document: Mapping[str, Any], saved: Mapping[str, Any],

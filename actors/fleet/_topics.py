@@ -20,6 +20,12 @@ topic                                                       direction  what
                                                                        says false)
 ==========================================================  =========  ===================
 
+A canceled deployment's notices are replaced (retained, same topic) by
+``{"thingName", "deploymentId", "groupName", "canceled": true}``: a device
+that has not started it never does and reports CANCELED. ``fleet cancel``
+also publishes ``fleet/deployments/<deploymentId>/cancel`` (retained, for a
+running controller; controllers only).
+
 "Get next" is the retained notice itself: a device that subscribes (on every
 connection) receives each of its groups' current deployment, so a device that
 was offline, or whose persistent session the broker lost, catches up; the

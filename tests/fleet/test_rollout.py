@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from actors.component import State
-from actors.fleet._controller import RolloutResult, cancel_topic
+from actors.fleet._controller import RolloutResult
 from actors.fleet._model import AbortCriterion, Rollout
-from actors.fleet._status import merge_status, publish_once, retained
+from actors.fleet._status import merge_status, retained
 from actors.fleet._topics import update_filter
 
 from .conftest import write
@@ -145,9 +145,12 @@ async def test_cancel_stops_the_rollout(fleet: Fleet) -> None:
             await anyio.sleep(0.05)
         async with fleet.registry() as registry:
             ids = (await registry.get_json(registry.target_key("thinggroup/line-3")))
-        # What `edge-actors fleet cancel` sends.
-        await publish_once(fleet.settings(), cancel_topic(ids["deploymentId"]),
-                           b'{"canceled": true}', retain=True)
+        # `edge-actors fleet cancel`, from another process.
+        from .test_cli import cli, controller_flags
+
+        canceled = await anyio.to_thread.run_sync(lambda: cli(
+            fleet, "fleet", "cancel", ids["deploymentId"], *controller_flags(fleet)))
+        assert canceled.returncode == 0, canceled.stdout + canceled.stderr
     result = results[0]
     assert result.aborted == "canceled"
     assert result.counts() == {"SUCCEEDED": 1, "CANCELED": 2}, result.to_json()
@@ -218,3 +221,58 @@ async def test_the_rollout_rate_rises_exponentially(fleet: Fleet) -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] > 0.8
     assert gaps[0] > gaps[2] > gaps[4] > 0.1, gaps
+
+
+async def test_fleet_cancel_without_a_controller(fleet: Fleet) -> None:
+    """`fleet cancel` from another process while no controller runs: a device that was
+    notified but offline never applies it and reports CANCELED when it connects, one never
+    notified is CANCELED, one that finished keeps its result."""
+    from .test_cli import cli, controller_flags
+
+    things = ["dev-a", "dev-b", "dev-c"]
+    await fleet.publish(STACK_1)
+    async with fleet.registry() as registry:
+        await registry.add_to_group("line-4", things)
+    async with anyio.create_task_group() as tg:
+        # dev-b has a persistent session: the notice is queued for it while it is away.
+        (await start_device(fleet, tg, "dev-b")).scope.cancel()
+        device_a = await start_device(fleet, tg, "dev-a")
+        # One device every 3 s: dev-a at once, dev-b (offline) at 3 s, dev-c never (the
+        # controller stops following at 4.5 s).
+        result = await fleet.deploy("thinggroup/line-4", {"test.App": "1.0.0"}, wait=4.5,
+                                    rollout=Rollout(maximum_per_minute=20))
+        deployment_id = result.deployment.deployment_id
+        while not device_a.agent.applied:
+            await anyio.sleep(0.05)
+        await device_a.agent.link.wait_sent()
+        assert {t: str(e.status) for t, e in result.executions.items()} == {
+            "dev-a": "SUCCEEDED", "dev-b": "QUEUED", "dev-c": "None"}
+
+        canceled = await anyio.to_thread.run_sync(lambda: cli(
+            fleet, "fleet", "cancel", deployment_id, *controller_flags(fleet)))
+        assert canceled.returncode == 0, canceled.stdout + canceled.stderr
+        assert "1 device notice(s) withdrawn" in canceled.stdout
+
+        later = {t: await start_device(fleet, tg, t) for t in ("dev-b", "dev-c")}
+        while not later["dev-b"].agent.applied:
+            await anyio.sleep(0.05)
+        await later["dev-b"].agent.link.wait_sent()
+        await anyio.sleep(1.0)  # dev-c: nothing comes
+        for device in later.values():
+            assert device.nucleus.history() == []
+            assert versions(device) == {}
+        assert later["dev-b"].agent.state["reported"][deployment_id]["status"] == "CANCELED"
+        assert later["dev-c"].agent.applied == 0
+        assert versions(device_a) == STACK_1  # its result stands
+
+        status = await anyio.to_thread.run_sync(lambda: cli(
+            fleet, "fleet", "status", deployment_id, *controller_flags(fleet)))
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert lines[0].startswith("dev-a  SUCCEEDED")
+        assert lines[1].startswith("dev-b  CANCELED")
+        assert lines[2].startswith("dev-c  CANCELED")
+        assert lines[3] == "summary: SUCCEEDED 1, CANCELED 2"
+        async with fleet.registry() as registry:
+            assert await registry.exists(registry.cancel_key(deployment_id))
+        tg.cancel_scope.cancel()
