@@ -1,11 +1,13 @@
 """Fixtures of the fleet tests: one SeaweedFS registry per session (a fresh prefix per
-test), the test PKI, and mosquitto brokers with TLS and the generated ACLs."""
+test), the test PKI, and mosquitto brokers with TLS and the generated ACLs (``fleet``;
+``device_credentials`` gives the devices' runtimes the registry's read-only keys)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +15,9 @@ from bench._s3servers import weed_binary
 
 from ..ipc import mosquitto as mq
 from .servers import RegistryServer
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +43,25 @@ def registry_url(registry_server: RegistryServer) -> str:
 def need_mosquitto() -> None:
     if not mq.available():
         pytest.skip(mq.INSTALL_HINT)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
+          need_mosquitto: None) -> Iterator[Fleet]:
+    from .fleet import Fleet  # fleet.py imports write() from here
+
+    made = Fleet(tmp_path, registry_server, registry_url)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def device_credentials(registry_server: RegistryServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The devices' runtimes reach the registry with read-only credentials."""
+    for key, value in registry_server.environment(registry_server.device).items():
+        monkeypatch.setenv(key, value)
 
 
 def write(path: Path, text: str) -> Path:

@@ -9,15 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import pytest
 
 from .conftest import write
 from .fleet import Fleet
-from .servers import RegistryServer
 
 SLOW_APP = """\
 RecipeFormatVersion: '2020-01-25'
@@ -31,16 +28,6 @@ Manifests:
       Install: sleep 60
       Run: exec sleep 3600
 """
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None) -> Iterator[Fleet]:
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
 
 
 def env(fleet: Fleet, device: bool) -> dict[str, str]:

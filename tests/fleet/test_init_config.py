@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,18 +16,8 @@ from actors.cli import _parser, _settle_run
 
 from .conftest import write
 from .fleet import Fleet
-from .servers import REGION, RegistryServer
+from .servers import REGION
 from .test_cli import cli, controller_flags, env
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None) -> Iterator[Fleet]:
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
 
 
 def device_config(fleet: Fleet, thing: str, folder: Path) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from actors.fleet._model import AbortCriterion, Rollout, iot_job_configuration
 
 from .conftest import write
 from .fleet import Fleet
-from .servers import RegistryServer
 
 JOB = "iotJobConfiguration"
 CRITERION = {"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 50,
@@ -106,16 +104,6 @@ def test_the_command_line_refuses_a_bad_job_configuration_before_touching_anythi
     assert refused.returncode == 1
     assert "--iot-job-configuration and --abort, --timeout: give the JSON or the flags, " \
         "not both" in refused.stderr
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None) -> Iterator[Fleet]:
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
 
 
 def test_fleet_deploy_rolls_out_by_the_job_configuration_file(fleet: Fleet,

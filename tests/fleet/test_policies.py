@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,14 @@ from actors.fleet._model import AbortCriterion, Rollout, deployment_policies
 
 from .conftest import write
 from .fleet import Fleet, devices
-from .servers import RegistryServer
 
 POLICIES = "deploymentPolicies"
+
+
+@pytest.fixture
+def fleet(fleet: Fleet, device_credentials: None) -> Fleet:
+    """The shared fleet, its devices' runtimes on read-only registry credentials."""
+    return fleet
 
 
 @pytest.mark.parametrize(("policies", "message"), [
@@ -87,18 +91,6 @@ def test_deployment_policies_take_greengrass_defaults_and_travel_in_the_document
         "DO_NOTHING", "SKIP_NOTIFY_COMPONENTS", 5, 0)
     with pytest.raises(FleetError, match="configurationValidationPolicy.timeoutInSeconds"):
         FleetDeployment("thing/dev-a", {}, configuration_validation_timeout=-1)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    for key, value in registry_server.environment(registry_server.device).items():
-        monkeypatch.setenv(key, value)
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
 
 
 CAREFUL = """\

@@ -4,8 +4,6 @@ mosquitto with TLS client certificates and the generated ACLs, SeaweedFS as the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import orjson
@@ -19,24 +17,16 @@ from actors.fleet._topics import update_filter
 
 from .conftest import write
 from .fleet import Fleet, devices, start_device
-from .servers import RegistryServer
 
 pytestmark = pytest.mark.anyio
 
-STACK_1 = {"test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"}
-
 
 @pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    # The devices' runtimes reach the registry with read-only credentials.
-    for key, value in registry_server.environment(registry_server.device).items():
-        monkeypatch.setenv(key, value)
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
+def fleet(fleet: Fleet, device_credentials: None) -> Fleet:
+    """The shared fleet, its devices' runtimes on read-only registry credentials."""
+    return fleet
+
+STACK_1 = {"test.Runtime": "1.0.0", "test.Model": "1.0.0", "test.App": "1.0.0"}
 
 
 def versions(device: object) -> dict[str, str]:

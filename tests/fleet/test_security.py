@@ -4,9 +4,6 @@ deployment and leaves the previous version running."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import anyio
 import orjson
 import pytest
@@ -16,21 +13,14 @@ from actors.fleet._link import Link
 from actors.fleet._status import retained
 
 from .fleet import Fleet, devices
-from .servers import RegistryServer
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, registry_server: RegistryServer, registry_url: str,
-          need_mosquitto: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    for key, value in registry_server.environment(registry_server.device).items():
-        monkeypatch.setenv(key, value)
-    made = Fleet(tmp_path, registry_server, registry_url)
-    try:
-        yield made
-    finally:
-        made.stop()
+def fleet(fleet: Fleet, device_credentials: None) -> Fleet:
+    """The shared fleet, its devices' runtimes on read-only registry credentials."""
+    return fleet
 
 
 async def test_a_device_cannot_read_another_devices_notices_nor_write_its_status(
