@@ -163,8 +163,9 @@ class MqttBridge:
         self._changes: deque[tuple[str, int | None]] = deque()
         self._changed = anyio.Event()
         self._in_flight = 0
-        # QoS 1 publishes awaiting their PUBACK: seq -> loop time sent, oldest first.
-        self._awaiting: dict[int, float] = {}
+        # QoS 1 publishes awaiting their PUBACK on this connection: packet id -> (spool
+        # seq, loop time sent), oldest first.
+        self._awaiting: dict[int, tuple[int, float]] = {}
         #: called with True / False when the connection comes up / goes down
         #: (SubscribeToIoTCoreConnectionStatus)
         self.status_listeners: list[Callable[[bool], None]] = []
@@ -304,14 +305,12 @@ class MqttBridge:
         # per message). A QoS 0 message is written before the next one goes.
         spool = self.spool
         window = asyncio.Semaphore(self.settings.max_inflight)
-        by_mid: dict[int, int] = {}  # packet id -> spool seq, this connection's
         clock = asyncio.get_running_loop().time
 
         def puback(mid: int) -> None:
-            seq = by_mid.pop(mid, None)
-            if seq is not None:
-                self._awaiting.pop(seq, None)
-                spool.ack(seq)
+            sent = self._awaiting.pop(mid, None)
+            if sent is not None:
+                spool.ack(sent[0])
                 window.release()
 
         client.on_puback = puback
@@ -341,9 +340,9 @@ class MqttBridge:
                 await window.acquire()
                 # No timeout per message either: _watch_pubacks ends a connection whose
                 # oldest PUBACK is overdue.
-                by_mid[client.publish_nowait(record.topic, record.payload, record.qos,
-                                             record.retain, properties)] = record.seq
-                self._awaiting[record.seq] = clock()
+                mid = client.publish_nowait(record.topic, record.payload, record.qos,
+                                            record.retain, properties)
+                self._awaiting[mid] = (record.seq, clock())
         finally:
             client.on_puback = None
 
@@ -357,7 +356,7 @@ class MqttBridge:
         while True:
             await anyio.sleep(min(1.0, timeout / 4))
             if self._awaiting:
-                sent = next(iter(self._awaiting.values()))  # the oldest still waiting
+                _, sent = next(iter(self._awaiting.values()))  # the oldest still waiting
                 if loop.time() - sent > timeout:
                     raise aiomqtt.MqttError(
                         f"no PUBACK within {timeout:g} s (the connection is dead)")
