@@ -31,7 +31,8 @@ cdef extern from "imgconv_kernels.h" nogil:
 
 
 def simd_level():
-    """1 when the AVX2 path runs on this CPU, 0 for the portable C path."""
+    """1 when the vector path runs on this CPU (AVX2+FMA on x86_64, NEON on armv7l),
+    0 for the portable C path."""
     return ic_simd_level()
 
 

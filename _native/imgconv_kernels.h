@@ -48,6 +48,7 @@
  * only), so the vector clones are compiled for it and picked at run time. */
 #if defined(__GNUC__) && defined(__arm__) && !defined(__aarch64__) && defined(__linux__)
 #define IC_ARM_NEON_CLONES 1
+#include <arm_neon.h> /* its functions are compiled for fpu=neon whatever the flags */
 #include <sys/auxv.h>
 #ifndef HWCAP_NEON
 #define HWCAP_NEON (1 << 12)
@@ -227,9 +228,58 @@ ic_vpassn_avx2(const uint8_t *const *rows, const int32_t *w, int k, int32_t *acc
 #endif
 
 #if IC_ARM_NEON_CLONES
+/* Under qemu-arm (how armv7l is tested here) widening (vmovl), multiply-long,
+ * multiply-accumulate and vbic/vsli/vzip each measured several times the cost of a
+ * plain 16- or 32-bit multiply, add, and, or shift by an immediate (inline vector
+ * code on the host): the NEON kernels are written with the latter, even where the
+ * former would be fewer instructions on a Cortex-A. */
+#define IC_NEON_OPAQUE(v) __asm__("" : "+w"(v)) /* keeps a constant in a register (vand, not
+                                                 * vbic #imm) and a multiply from being
+                                                 * folded into the add (vmla) */
+#define IC_NEON_COPY(v) __asm__ volatile("vorr %q0, %q0, %q0" : "+w"(v))
+
+/* 16 values: the bytes read as 16-bit lanes, even bytes (& 0xff) and odd ones (>> 8)
+ * blended apart, then stored interleaved again (vst2). tmp is 8-byte aligned (a
+ * malloc'd row, 16 values a step), as GCC's vst2 (":64") assumes. */
+__attribute__((target("fpu=neon"), always_inline)) static inline void
+ic_vblend16_neon(uint16x8_t va, uint16x8_t vb, uint16x8_t v0, uint16x8_t v1, uint16x8_t lo,
+                 int16_t *tmp) {
+    uint16x8_t ea = vmulq_u16(vandq_u16(va, lo), v0);
+    uint16x8_t oa = vmulq_u16(vshrq_n_u16(va, 8), v0);
+    uint16x8_t eb = vmulq_u16(vandq_u16(vb, lo), v1);
+    uint16x8_t ob = vmulq_u16(vshrq_n_u16(vb, 8), v1);
+    IC_NEON_OPAQUE(ea);
+    IC_NEON_OPAQUE(oa);
+    IC_NEON_OPAQUE(eb);
+    IC_NEON_OPAQUE(ob);
+    uint16x8x2_t t;
+    t.val[0] = vaddq_u16(ea, eb);
+    t.val[1] = vaddq_u16(oa, ob);
+    vst2q_u16((uint16_t *)tmp, t);
+}
+
+/* The bytes of each step are loaded one step ahead: qemu-arm writes a loaded q
+ * register as two 64-bit halves, and a 128-bit read of it right after stalls the
+ * host (store forwarding cannot join two stores). */
 __attribute__((target("fpu=neon"))) static void
 ic_vpass2_neon(const uint8_t *a, const uint8_t *b, int16_t *tmp, int n, int w0, int w1) {
-    ic_vpass2_body(a, b, tmp, n, w0, w1);
+    const uint16x8_t v0 = vdupq_n_u16((uint16_t)w0), v1 = vdupq_n_u16((uint16_t)w1);
+    uint16x8_t lo = vdupq_n_u16(0xff);
+    IC_NEON_OPAQUE(lo);
+    int i = 0;
+    if (n >= 16) {
+        uint16x8_t va = vreinterpretq_u16_u8(vld1q_u8(a)), vb = vreinterpretq_u16_u8(vld1q_u8(b));
+        for (; i + 32 <= n; i += 16) {
+            const uint16x8_t na = vreinterpretq_u16_u8(vld1q_u8(a + i + 16));
+            const uint16x8_t nb = vreinterpretq_u16_u8(vld1q_u8(b + i + 16));
+            ic_vblend16_neon(va, vb, v0, v1, lo, tmp + i);
+            va = na;
+            vb = nb;
+        }
+        ic_vblend16_neon(va, vb, v0, v1, lo, tmp + i);
+        i += 16;
+    }
+    ic_vpass2_base(a + i, b + i, tmp + i, n - i, w0, w1);
 }
 
 __attribute__((target("fpu=neon"))) static void
@@ -328,6 +378,74 @@ ic_hpass2_avx2(const int16_t *tmp, const ic_hpack *hp, int ow, const int src_ch[
         _mm256_storeu_ps(o0 + x, _mm256_fmadd_ps(r, k0, b0));
         _mm256_storeu_ps(o1 + x, _mm256_fmadd_ps(g, k1, b1));
         _mm256_storeu_ps(o2 + x, _mm256_fmadd_ps(bl, k2, b2));
+    }
+    ic_hpass2_scalar(tmp, hp, x, ow, src_ch, k, b, o);
+}
+#endif
+
+#if IC_ARM_NEON_CLONES
+/* Four output pixels per step. The int32 sums take NEON: per pixel, three 32-bit
+ * words hold both taps of all three channels (r0 g0 | b0 r1 | g1 b1); lane loads
+ * gather them into three vectors of four pixels, an and or a shift splits the
+ * channels, then two 32-bit multiplies and an add per channel. The float
+ * conversion, multiply and add stay scalar VFP, the same operations as the
+ * portable path, so the output is identical (NEON's float arithmetic flushes
+ * denormals, and runs slower than VFP under qemu-arm). */
+__attribute__((target("fpu=neon"))) static void
+ic_hpass2_neon(const int16_t *tmp, const ic_hpack *hp, int ow, const int src_ch[3],
+               const float k[3], const float b[3], float *const o[3]) {
+    float *d[3];
+    float ks[3], bs[3];
+    for (int c = 0; c < 3; c++) { /* by source channel */
+        d[src_ch[c]] = o[c];
+        ks[src_ch[c]] = k[c];
+        bs[src_ch[c]] = b[c];
+    }
+    uint32x4_t m = vdupq_n_u32(0xffff);
+    IC_NEON_OPAQUE(m);
+    const int32_t *ofs = hp->ofs;
+    int x = 0;
+    for (; x + 4 <= ow; x += 4) {
+        uint32x4_t A = vdupq_n_u32(0), B = A, C = A;
+#define IC_GATHER(i)                                                                  \
+        do {                                                                          \
+            const uint32_t *p = (const uint32_t *)(tmp + ofs[x + i]);                 \
+            A = vld1q_lane_u32(p, A, i);                                              \
+            B = vld1q_lane_u32(p + 1, B, i);                                          \
+            C = vld1q_lane_u32(p + 2, C, i);                                          \
+        } while (0)
+        IC_GATHER(0);
+        IC_GATHER(1);
+        IC_GATHER(2);
+        IC_GATHER(3);
+#undef IC_GATHER
+        uint32x4_t W = vld1q_u32((const uint32_t *)hp->wp + x);
+        /* One 128-bit copy of each: qemu-arm wrote them in pieces (lanes, halves),
+         * and each 128-bit read of such a register stalls the host once. */
+        IC_NEON_COPY(A);
+        IC_NEON_COPY(B);
+        IC_NEON_COPY(C);
+        IC_NEON_COPY(W);
+        const uint32x4_t w0 = vandq_u32(W, m), w1 = vshrq_n_u32(W, 16);
+        /* values below 2^15, weights at most 2^14: the sums fit in int32 */
+        uint32x4_t r0 = vmulq_u32(vandq_u32(A, m), w0), r1 = vmulq_u32(vshrq_n_u32(B, 16), w1);
+        uint32x4_t g0 = vmulq_u32(vshrq_n_u32(A, 16), w0), g1 = vmulq_u32(vandq_u32(C, m), w1);
+        uint32x4_t b0 = vmulq_u32(vandq_u32(B, m), w0), b1 = vmulq_u32(vshrq_n_u32(C, 16), w1);
+        IC_NEON_OPAQUE(r0);
+        IC_NEON_OPAQUE(r1);
+        IC_NEON_OPAQUE(g0);
+        IC_NEON_OPAQUE(g1);
+        IC_NEON_OPAQUE(b0);
+        IC_NEON_OPAQUE(b1);
+        int32_t acc[3][4];
+        vst1q_s32(acc[0], vreinterpretq_s32_u32(vaddq_u32(r0, r1)));
+        vst1q_s32(acc[1], vreinterpretq_s32_u32(vaddq_u32(g0, g1)));
+        vst1q_s32(acc[2], vreinterpretq_s32_u32(vaddq_u32(b0, b1)));
+        for (int c = 0; c < 3; c++)
+            /* volatile: stored one by one, or GCC gathers the four into a vector through
+             * the stack (32-bit pieces read as 64-bit again: stalls under qemu-arm) */
+            for (int i = 0; i < 4; i++)
+                ((volatile float *)d[c])[x + i] = (float)acc[c][i] * ks[c] + bs[c];
     }
     ic_hpass2_scalar(tmp, hp, x, ow, src_ch, k, b, o);
 }
@@ -640,6 +758,10 @@ static int ic_band_run(const ic_ctx *ctx, int y0, int y1) {
 #if IC_X86
             if (simd)
                 ic_hpass2_avx2(tmp, &hp, ow, src_ch, k, b, o);
+            else
+#elif IC_ARM_NEON_CLONES
+            if (simd)
+                ic_hpass2_neon(tmp, &hp, ow, src_ch, k, b, o);
             else
 #endif
                 ic_hpass2_scalar(tmp, &hp, 0, ow, src_ch, k, b, o);

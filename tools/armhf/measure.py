@@ -85,8 +85,9 @@ def main() -> int:
             samples["reference"].append(timed(reference))
     median = {k: statistics.median(v) for k, v in samples.items()}
     print(f"640x427 uint8 -> 1x3x224x224 float32 ({name}), {platform.machine()} under "
-          f"qemu-arm, Python {sys.version.split()[0]}, numpy {np.__version__}; CPU time, medians of "
-          f"{len(samples['neon'])}/{len(samples['portable'])}/{len(samples['reference'])} runs")
+          f"qemu-arm, Python {sys.version.split()[0]}, numpy {np.__version__}; CPU time, "
+          f"medians of {len(samples['neon'])}/{len(samples['portable'])}/"
+          f"{len(samples['reference'])} runs")
     print(f"  NEON vs portable C:       {median['portable'] / median['neon']:.2f}x "
           f"(goal >= 1.5x)")
     print(f"  NEON vs numpy reference:  {median['reference'] / median['neon']:.1f}x")
