@@ -296,13 +296,17 @@ class DeviceAgent:
 
     async def _record(self, group: str, deployment_id: str, status: ExecutionStatus,
                       report: dict[str, Any]) -> None:
-        """Keep ``report`` (a notice sent again is answered with it), durably, and send it."""
+        """Send ``report`` and keep it (a notice sent again is answered with it), durably.
+        Sent first: the result does not wait for the disk. A crash before the save
+        loses nothing: the notice comes again and the runtime's history (or, for a
+        document refused or a deployment canceled before it started, the same
+        decision made again) gives the same report."""
         reported = self.state["reported"]
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:
             del reported[old]
-        await anyio.to_thread.run_sync(self.store.save, self.state)
         self._publish_update(deployment_id, report)
+        await anyio.to_thread.run_sync(self.store.save, self.state)
         self.applied += 1
         self.last = {"deploymentId": deployment_id, "groupName": group, "status": str(status)}
         self._health_due.set()
