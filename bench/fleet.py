@@ -21,6 +21,10 @@ benchmark measures those).
 - MQTT messages and S3 requests per device per deployment, and the bench
   process's peak RSS, at each fleet size (200 and 1,000 devices): constants
   (no artifact is fetched by a simulated device).
+- 20 real runtimes (a Nucleus and its DeviceAgent each): a component that is
+  only an artifact deployed at 1.0.0, then at 1.0.1 whose artifact is the same
+  file: the artifact store's S3 requests per device (1, then 0: its
+  content-addressed cache has it) and the time of each deployment.
 - the controller's peak RSS (a child process running ``fleet deploy`` against
   the devices) with 100 and 1,000 devices: what grows is the status it keeps.
 
@@ -36,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,13 @@ S3_REQUESTS = Metric("s3", "req", "lower", "S3 requests per device per deploymen
 RSS = Metric("rss", "B", "lower", "controller peak RSS")
 HOST_RSS = Metric("host_rss", "B", "lower",
                   "peak RSS of the bench process (the simulated devices, controller, floor)")
+ARTIFACT_FIRST = Metric("gets_first", "req", "lower",
+                        "artifact S3 requests per device, first version")
+ARTIFACT_CACHED = Metric("gets_cached", "req", "lower",
+                         "artifact S3 requests per device, a new version with the same artifact")
+TIME_FIRST = Metric("time_first", "s", "lower", "to all SUCCEEDED, first version")
+TIME_CACHED = Metric("time_cached", "s", "lower", "to all SUCCEEDED, new version, artifact cached")
+NO_CACHED_GET = Goal("no S3 request for an artifact the device has", 0.0, at_least=False)
 WITHIN_2X = Goal("within 2x of the broker-bound floor (bare aiomqtt round trips)", 0.5)
 S3_CONSTANT = Goal("at most one S3 request per device (its deployment document)", 1.0,
                    at_least=False)
@@ -135,16 +147,98 @@ def _settings(s3: Any) -> Any:
                       addressing_style="path")
 
 
+# For the real runtimes: a component that is only an artifact, in two versions whose
+# artifact is the same file (a new version of a model whose weights did not change).
+LABELS = ("Manifests:\n  - Platform: {os: '*'}\n"
+          "    Artifacts: [{URI: 's3://b/labels.txt'}]\n")
+
+
 async def _publish(folder: Path, s3: Any, url: str) -> None:
     from actors.fleet import Registry
 
     (folder / "labels.txt").write_text("cat\ndog\n")
     async with Registry(url, _settings(s3)) as registry:
-        for name, body in STACK.items():
-            recipe = folder / f"{name}.yaml"
+        for name, version, body in [*((n, "1.0.0", b) for n, b in STACK.items()),
+                                    ("bench.Labels", "1.0.0", LABELS),
+                                    ("bench.Labels", "1.0.1", LABELS)]:
+            recipe = folder / f"{name}-{version}.yaml"
             recipe.write_text(f"RecipeFormatVersion: '2020-01-25'\nComponentName: {name}\n"
-                              f"ComponentVersion: '1.0.0'\n{body}")
+                              f"ComponentVersion: '{version}'\n{body}")
             await registry.publish(recipe, folder)
+
+
+async def _real(servers: _Servers, count: int, sample: int) -> dict[str, float]:
+    """``count`` real runtimes (a Nucleus and its DeviceAgent each): bench.Labels 1.0.0
+    deployed to them, then 1.0.1 (the same artifact): the artifact store's S3 requests
+    per device
+    of each, and the time of each to all SUCCEEDED."""
+    from actors.artifacts._s3 import S3Source
+
+    group = f"real{sample}-{count}"
+    things = [f"{group}-d{i}" for i in range(count)]
+    settings = _settings(servers.s3)
+    out: dict[str, float] = {}
+    # The artifact store's S3 requests (HEAD and GET), counted where it makes every one.
+    requests = [0]
+    request = S3Source._request
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        requests[0] += 1
+        return await request(self, *args, **kwargs)
+
+    S3Source._request = counted  # type: ignore[method-assign]
+    try:
+        return await _real_run(servers, things, settings, requests, out)
+    finally:
+        S3Source._request = request  # type: ignore[method-assign]
+
+
+async def _real_run(servers: _Servers, things: list[str], settings: Any, requests: list[int],
+                    out: dict[str, float]) -> dict[str, float]:
+    import getpass
+
+    import anyio
+
+    from actors.component import RunWith
+    from actors.fleet import Registry
+    from actors.fleet._agent import DeviceAgent
+    from actors.fleet._controller import Controller
+    from actors.nucleus import Nucleus
+
+    count, group = len(things), things[0].rsplit("-", 1)[0]
+    # The components are only artifacts, nothing runs: as this user (not ggc_user, whom
+    # the bench's private temporary folder would keep out, with a warning per runtime).
+    run_with = RunWith(posix_user=getpass.getuser())
+    async with Registry(servers.url, settings) as shared, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        agents = []
+        for thing in things:
+            nucleus = await stack.enter_async_context(
+                Nucleus(servers.folder / "devices" / thing, thing_name=thing, s3=settings,
+                        run_with=run_with))
+            agent = DeviceAgent(nucleus, _broker(servers.port), servers.url, settings,
+                                health_interval=5.0, registry_client=shared)
+            await tg.start(agent.run)
+            agents.append(agent)
+        for agent in agents:
+            await agent.link.wait_connected()
+        async with Registry(servers.url, settings) as registry:
+            await registry.add_to_group(group, things)
+            controller = Controller(registry, _broker(servers.port))
+            for version, key in (("1.0.0", "first"), ("1.0.1", "cached")):
+                before = requests[0]
+                deployment = await controller.create(
+                    f"thinggroup/{group}", {"bench.Labels": version}, rollout=_fast_rollout())
+                start = time.perf_counter()
+                result = await controller.rollout(deployment, things)
+                out[f"time_{key}"] = time.perf_counter() - start
+                if result.counts() != {"SUCCEEDED": count}:
+                    raise RuntimeError(f"fleet deployment to real runtimes: "
+                                       f"{dict(result.counts())}: "
+                                       f"{next(iter(result.executions.values())).cause}")
+                out[f"gets_{key}"] = (requests[0] - before) / count
+        tg.cancel_scope.cancel()
+    return out
 
 
 def _broker(port: int, client_id: str = "") -> Any:
@@ -453,6 +547,20 @@ def build(settings: Settings) -> list[Case]:
 
     cases = [case for count in settings.pick((200, 1000), (10, 20))
              for case in size_cases(count)]
+    real = settings.pick(20, 3)
+
+    def real_runtimes() -> dict[str, float]:
+        state["n"] += 1
+        up, n = servers(), state["n"]
+        return run_on("uvloop", lambda: _real(up, real, n))
+
+    cases.append(Case(
+        name=f"{real} real runtimes: a new version whose artifact each device has",
+        metrics=(ARTIFACT_FIRST, ARTIFACT_CACHED, TIME_FIRST, TIME_CACHED),
+        contenders=(Contender("ours", "ours", real_runtimes, "a Nucleus and its DeviceAgent "
+                              "per device; bench.Labels 1.0.0, then 1.0.1 (the same file)"),),
+        limits=(Limit("ours", "gets_cached", NO_CACHED_GET),),
+        samples=settings.pick(2, 1), warmup=0, params={"devices": real}))
     sizes = settings.pick((100, 1000), (10,))
     cases.extend(Case(
         name=f"controller with {size} devices",
