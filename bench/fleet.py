@@ -5,7 +5,7 @@ a local mosquitto carries the notices and status. Each simulated device is a
 real :class:`~actors.fleet._agent.DeviceAgent` (its own MQTT connection with a
 persistent session, the document read from S3, recipes written under its own
 root folder, status and health reported) in front of a simulated runtime that
-records the deployment as SUCCEEDED at once: what is measured is the
+records the deployment as SUCCEEDED at once (after one yield): what is measured is the
 controller and the device logic, not lifecycle subprocesses (the deploy
 benchmark measures those).
 
@@ -18,8 +18,13 @@ benchmark measures those).
   (IN_PROGRESS, SUCCEEDED). Goal: within 2x of the floor. A second floor adds
   what the design needs beyond the broker: one S3 GET per device (the
   deployment document), with a bare aiobotocore client.
-- MQTT messages and S3 requests per device per deployment (a constant: no
-  artifact is fetched by a simulated device).
+- MQTT messages and S3 requests per device per deployment, and the bench
+  process's peak RSS, at each fleet size (200 and 1,000 devices): constants
+  (no artifact is fetched by a simulated device).
+- 20 real runtimes (a Nucleus and its DeviceAgent each): a component that is
+  only an artifact deployed at 1.0.0, then at 1.0.1 whose artifact is the same
+  file: the artifact store's S3 requests per device (1, then 0: its
+  content-addressed cache has it) and the time of each deployment.
 - the controller's peak RSS (a child process running ``fleet deploy`` against
   the devices) with 100 and 1,000 devices: what grows is the status it keeps.
 
@@ -35,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,15 @@ TIME = Metric("time", "s", "lower", "rollout start to all SUCCEEDED")
 MESSAGES = Metric("messages", "msg", "lower", "MQTT publishes per device per deployment")
 S3_REQUESTS = Metric("s3", "req", "lower", "S3 requests per device per deployment")
 RSS = Metric("rss", "B", "lower", "controller peak RSS")
+HOST_RSS = Metric("host_rss", "B", "lower",
+                  "peak RSS of the bench process (the simulated devices, controller, floor)")
+ARTIFACT_FIRST = Metric("gets_first", "req", "lower",
+                        "artifact S3 requests per device, first version")
+ARTIFACT_CACHED = Metric("gets_cached", "req", "lower",
+                         "artifact S3 requests per device, a new version with the same artifact")
+TIME_FIRST = Metric("time_first", "s", "lower", "to all SUCCEEDED, first version")
+TIME_CACHED = Metric("time_cached", "s", "lower", "to all SUCCEEDED, new version, artifact cached")
+NO_CACHED_GET = Goal("no S3 request for an artifact the device has", 0.0, at_least=False)
 WITHIN_2X = Goal("within 2x of the broker-bound floor (bare aiomqtt round trips)", 0.5)
 S3_CONSTANT = Goal("at most one S3 request per device (its deployment document)", 1.0,
                    at_least=False)
@@ -84,8 +99,13 @@ class SimulatedRuntime:
         return list(self.records)
 
     async def deploy(self, request: Any) -> Any:
+        import anyio
+
         from actors.deploy import DeploymentRecord, DeploymentStatus, DetailedStatus
 
+        # A runtime yields while it deploys: the device's IN_PROGRESS goes out meanwhile
+        # (else SUCCEEDED, queued under the same key, would replace it unsent).
+        await anyio.lowlevel.checkpoint()
         for name, version in request.merge.items():
             self.status[name] = _Status(version)
         record = DeploymentRecord(request.deployment_id, request.group,
@@ -127,16 +147,98 @@ def _settings(s3: Any) -> Any:
                       addressing_style="path")
 
 
+# For the real runtimes: a component that is only an artifact, in two versions whose
+# artifact is the same file (a new version of a model whose weights did not change).
+LABELS = ("Manifests:\n  - Platform: {os: '*'}\n"
+          "    Artifacts: [{URI: 's3://b/labels.txt'}]\n")
+
+
 async def _publish(folder: Path, s3: Any, url: str) -> None:
     from actors.fleet import Registry
 
     (folder / "labels.txt").write_text("cat\ndog\n")
     async with Registry(url, _settings(s3)) as registry:
-        for name, body in STACK.items():
-            recipe = folder / f"{name}.yaml"
+        for name, version, body in [*((n, "1.0.0", b) for n, b in STACK.items()),
+                                    ("bench.Labels", "1.0.0", LABELS),
+                                    ("bench.Labels", "1.0.1", LABELS)]:
+            recipe = folder / f"{name}-{version}.yaml"
             recipe.write_text(f"RecipeFormatVersion: '2020-01-25'\nComponentName: {name}\n"
-                              f"ComponentVersion: '1.0.0'\n{body}")
+                              f"ComponentVersion: '{version}'\n{body}")
             await registry.publish(recipe, folder)
+
+
+async def _real(servers: _Servers, count: int, sample: int) -> dict[str, float]:
+    """``count`` real runtimes (a Nucleus and its DeviceAgent each): bench.Labels 1.0.0
+    deployed to them, then 1.0.1 (the same artifact): the artifact store's S3 requests
+    per device
+    of each, and the time of each to all SUCCEEDED."""
+    from actors.artifacts._s3 import S3Source
+
+    group = f"real{sample}-{count}"
+    things = [f"{group}-d{i}" for i in range(count)]
+    settings = _settings(servers.s3)
+    out: dict[str, float] = {}
+    # The artifact store's S3 requests (HEAD and GET), counted where it makes every one.
+    requests = [0]
+    request = S3Source._request
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        requests[0] += 1
+        return await request(self, *args, **kwargs)
+
+    S3Source._request = counted  # type: ignore[method-assign]
+    try:
+        return await _real_run(servers, things, settings, requests, out)
+    finally:
+        S3Source._request = request  # type: ignore[method-assign]
+
+
+async def _real_run(servers: _Servers, things: list[str], settings: Any, requests: list[int],
+                    out: dict[str, float]) -> dict[str, float]:
+    import getpass
+
+    import anyio
+
+    from actors.component import RunWith
+    from actors.fleet import Registry
+    from actors.fleet._agent import DeviceAgent
+    from actors.fleet._controller import Controller
+    from actors.nucleus import Nucleus
+
+    count, group = len(things), things[0].rsplit("-", 1)[0]
+    # The components are only artifacts, nothing runs: as this user (not ggc_user, whom
+    # the bench's private temporary folder would keep out, with a warning per runtime).
+    run_with = RunWith(posix_user=getpass.getuser())
+    async with Registry(servers.url, settings) as shared, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        agents = []
+        for thing in things:
+            nucleus = await stack.enter_async_context(
+                Nucleus(servers.folder / "devices" / thing, thing_name=thing, s3=settings,
+                        run_with=run_with))
+            agent = DeviceAgent(nucleus, _broker(servers.port), servers.url, settings,
+                                health_interval=5.0, registry_client=shared)
+            await tg.start(agent.run)
+            agents.append(agent)
+        for agent in agents:
+            await agent.link.wait_connected()
+        async with Registry(servers.url, settings) as registry:
+            await registry.add_to_group(group, things)
+            controller = Controller(registry, _broker(servers.port))
+            for version, key in (("1.0.0", "first"), ("1.0.1", "cached")):
+                before = requests[0]
+                deployment = await controller.create(
+                    f"thinggroup/{group}", {"bench.Labels": version}, rollout=_fast_rollout())
+                start = time.perf_counter()
+                result = await controller.rollout(deployment, things)
+                out[f"time_{key}"] = time.perf_counter() - start
+                if result.counts() != {"SUCCEEDED": count}:
+                    raise RuntimeError(f"fleet deployment to real runtimes: "
+                                       f"{dict(result.counts())}: "
+                                       f"{next(iter(result.executions.values())).cause}")
+                out[f"gets_{key}"] = (requests[0] - before) / count
+        tg.cancel_scope.cancel()
+    return out
 
 
 def _broker(port: int, client_id: str = "") -> Any:
@@ -249,6 +351,9 @@ async def _floor_run(port: int, count: int, sample: int, get: Any) -> dict[str, 
             await tg.start(device, i)
         async with Client("127.0.0.1", port, identifier=f"{prefix}-controller",
                           clean_session=True) as controller:
+            # aiomqtt logs a warning per PUBACK past 10 publishes in flight (the window is
+            # 64): that logging is no part of the floor.
+            controller.pending_calls_threshold = 1 << 16
             await controller.subscribe(f"{prefix}/+/update", qos=1)
             window = anyio.Semaphore(64)
 
@@ -274,6 +379,12 @@ async def _floor_run(port: int, count: int, sample: int, get: Any) -> dict[str, 
             took = time.perf_counter() - start
         tg.cancel_scope.cancel()
     return {"time": took}
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 CONTROLLER_CHILD = """
@@ -364,7 +475,6 @@ def build(settings: Settings) -> list[Case]:
     _mosquitto()
     if shutil.which("sh") is None:
         raise Skip("no sh")
-    count = settings.pick(200, 10)
     state: dict[str, Any] = {"stack": contextlib.ExitStack(), "servers": None, "n": 0}
 
     def servers() -> _Servers:
@@ -373,67 +483,85 @@ def build(settings: Settings) -> list[Case]:
             atexit.register(state["stack"].close)
         return state["servers"]  # type: ignore[no-any-return]
 
-    def ours() -> dict[str, float]:
+    def size_cases(count: int) -> list[Case]:
+        last: dict[str, dict[str, float]] = {}
+
+        def ours() -> dict[str, float]:
+            state["n"] += 1
+            up = servers()
+            last["ours"] = run_on("uvloop", lambda: _ours(up, count, state["n"]))
+            return {"time": last["ours"]["time"]}
+
+        def floor() -> dict[str, float]:
+            state["n"] += 1
+            port = servers().port
+            return run_on("uvloop", lambda: _floor(port, count, state["n"]))
+
+        def ours_s3() -> dict[str, float]:
+            state["n"] += 1
+            up = servers()
+            last["s3"] = run_on("uvloop", lambda: _ours(up, count, state["n"], inline_limit=0))
+            return {"time": last["s3"]["time"]}
+
+        def floor_s3() -> dict[str, float]:
+            state["n"] += 1
+            up = servers()
+            return run_on("uvloop", lambda: _floor(up.port, count, state["n"], up))
+
+        def per_device(which: str, run: Any) -> dict[str, float]:
+            result = last.get(which) or (run() and last[which])
+            return {"messages": result["messages"], "s3": result["s3"],
+                    "host_rss": float(_peak_rss())}
+
+        return [
+            Case(name=f"{count} devices, one deployment of a 3-component stack",
+                 metrics=(TIME,),
+                 contenders=(
+                     Contender("ours", "ours", ours, "controller + DeviceAgents (simulated "
+                               "runtimes); the document inside the notice"),
+                     Contender("ours-s3-document", "ours", ours_s3,
+                               "the same, each device reading the document from S3"),
+                     Contender("bare-aiomqtt", "bound", floor,
+                               "one QoS 1 notice out, two QoS 1 status messages back per "
+                               "device"),
+                     Contender("bare-aiomqtt+s3", "bound", floor_s3,
+                               "the same, and one S3 GET per device (bare aiobotocore)"),
+                 ),
+                 comparisons=(*compare_each([("ours", "bare-aiomqtt")], metrics=("time",),
+                                            goal=WITHIN_2X),
+                              *compare_each([("ours-s3-document", "bare-aiomqtt+s3")],
+                                            metrics=("time",))),
+                 samples=settings.pick(3, 1), warmup=settings.pick(1, 0),
+                 params={"devices": count}),
+            Case(name=f"{count} devices: per device per deployment",
+                 metrics=(MESSAGES, S3_REQUESTS, HOST_RSS),
+                 contenders=(Contender("ours", "ours", lambda: per_device("ours", ours),
+                                       "the last run above"),
+                             Contender("ours-s3-document", "ours",
+                                       lambda: per_device("s3", ours_s3),
+                                       "the last run above, documents from S3")),
+                 limits=(Limit("ours", "s3", S3_CONSTANT),
+                         Limit("ours-s3-document", "s3", S3_CONSTANT)),
+                 samples=1, warmup=0, params={"devices": count}),
+        ]
+
+    cases = [case for count in settings.pick((200, 1000), (10, 20))
+             for case in size_cases(count)]
+    real = settings.pick(20, 3)
+
+    def real_runtimes() -> dict[str, float]:
         state["n"] += 1
-        up = servers()
-        result = run_on("uvloop", lambda: _ours(up, count, state["n"]))
-        state["last"] = result
-        return {"time": result["time"]}
+        up, n = servers(), state["n"]
+        return run_on("uvloop", lambda: _real(up, real, n))
 
-    def floor() -> dict[str, float]:
-        state["n"] += 1
-        port = servers().port
-        return run_on("uvloop", lambda: _floor(port, count, state["n"]))
-
-    def ours_s3() -> dict[str, float]:
-        state["n"] += 1
-        up = servers()
-        result = run_on("uvloop", lambda: _ours(up, count, state["n"], inline_limit=0))
-        state["last-s3"] = result
-        return {"time": result["time"]}
-
-    def floor_s3() -> dict[str, float]:
-        state["n"] += 1
-        up = servers()
-        return run_on("uvloop", lambda: _floor(up.port, count, state["n"], up))
-
-    def per_device() -> dict[str, float]:
-        last = state.get("last") or (ours() and state["last"])
-        return {"messages": last["messages"], "s3": last["s3"]}
-
-    def per_device_s3() -> dict[str, float]:
-        last = state.get("last-s3") or (ours_s3() and state["last-s3"])
-        return {"messages": last["messages"], "s3": last["s3"]}
-
+    cases.append(Case(
+        name=f"{real} real runtimes: a new version whose artifact each device has",
+        metrics=(ARTIFACT_FIRST, ARTIFACT_CACHED, TIME_FIRST, TIME_CACHED),
+        contenders=(Contender("ours", "ours", real_runtimes, "a Nucleus and its DeviceAgent "
+                              "per device; bench.Labels 1.0.0, then 1.0.1 (the same file)"),),
+        limits=(Limit("ours", "gets_cached", NO_CACHED_GET),),
+        samples=settings.pick(2, 1), warmup=0, params={"devices": real}))
     sizes = settings.pick((100, 1000), (10,))
-    cases = [
-        Case(name=f"{count} devices, one deployment of a 3-component stack",
-             metrics=(TIME,),
-             contenders=(
-                 Contender("ours", "ours", ours, "controller + DeviceAgents (simulated runtimes); "
-                           "the document inside the notice"),
-                 Contender("ours-s3-document", "ours", ours_s3,
-                           "the same, each device reading the document from S3"),
-                 Contender("bare-aiomqtt", "bound", floor,
-                           "one QoS 1 notice out, two QoS 1 status messages back per device"),
-                 Contender("bare-aiomqtt+s3", "bound", floor_s3,
-                           "the same, and one S3 GET per device (bare aiobotocore)"),
-             ),
-             comparisons=(*compare_each([("ours", "bare-aiomqtt")], metrics=("time",),
-                                        goal=WITHIN_2X),
-                          *compare_each([("ours-s3-document", "bare-aiomqtt+s3")],
-                                        metrics=("time",))),
-             samples=settings.pick(3, 1), warmup=settings.pick(1, 0),
-             params={"devices": count}),
-        Case(name=f"{count} devices: per device per deployment",
-             metrics=(MESSAGES, S3_REQUESTS),
-             contenders=(Contender("ours", "ours", per_device, "the last run above"),
-                         Contender("ours-s3-document", "ours", per_device_s3,
-                                   "the last run above, documents from S3")),
-             limits=(Limit("ours", "s3", S3_CONSTANT),
-                     Limit("ours-s3-document", "s3", S3_CONSTANT)),
-             samples=1, warmup=0, params={"devices": count}),
-    ]
     cases.extend(Case(
         name=f"controller with {size} devices",
         metrics=(RSS,),

@@ -56,7 +56,16 @@ from ..host import (
 from ..ipc import Deferral
 from ..kernel import Actor, ActorRef, ActorsError, Later
 from ..layout import Layout
-from ..recipe import Artifact, DependencyType, Platform, Recipe, RecipeError, load_recipe_dir
+from ..recipe import (
+    Artifact,
+    DependencyType,
+    Platform,
+    Recipe,
+    RecipeError,
+    get,
+    load_recipe_dir,
+    parse_recipe,
+)
 from ._model import (
     ComponentUpdatePolicy,
     DeploymentRecord,
@@ -544,16 +553,27 @@ class DeploymentActor(Actor):
         """The new state and the recipes to copy into the store. Changes nothing."""
         available = self.packages.load()
         new_recipes: list[Recipe] = []
+        brought: list[Recipe] = []
         if request.recipe_dir is not None:
-            for name, recipes in load_recipe_dir(request.recipe_dir, self.device).items():
-                have = {r.version for r in available.get(name, [])}
-                for recipe in recipes:
-                    new_recipes.append(recipe)
-                    if recipe.version not in have:
-                        available.setdefault(name, []).append(recipe)
-                    else:  # the folder's copy replaces the stored one
-                        available[name] = [r for r in available[name]
-                                           if r.version != recipe.version] + [recipe]
+            brought += [r for recipes in load_recipe_dir(request.recipe_dir,
+                                                         self.device).values()
+                        for r in recipes]
+        for data in request.recipes:
+            # Parsed where the store keeps it (PackageStore.add writes it there).
+            where = self.packages.recipe_path(str(get(data, "ComponentName")),
+                                              str(get(data, "ComponentVersion")), ".json")
+            recipe = parse_recipe(data, where, self.device)
+            for warning in recipe.warnings:
+                log.warning("%s", warning)
+            brought.append(recipe)
+        for recipe in brought:
+            new_recipes.append(recipe)
+            have = {r.version for r in available.get(recipe.name, [])}
+            if recipe.version not in have:
+                available.setdefault(recipe.name, []).append(recipe)
+            else:  # the request's copy replaces the stored one
+                available[recipe.name] = [r for r in available[recipe.name]
+                                          if r.version != recipe.version] + [recipe]
         groups = copy.deepcopy(previous["groups"])
         roots = groups.setdefault(request.group, {})
         for name in request.remove:

@@ -50,6 +50,9 @@ class DeploymentRequest:
     remove: Sequence[str] = ()
     configuration_update: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     recipe_dir: Path | None = None
+    # Recipe documents (parsed JSON) brought with the request, taken as the files of a
+    # recipe folder are (a fleet deployment's document carries its recipes).
+    recipes: Sequence[Mapping[str, Any]] = ()
     artifact_dir: Path | None = None
     failure_handling: FailureHandling = FailureHandling.ROLLBACK
     group: str = LOCAL_GROUP

@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
+
 from ..layout import Layout
 from ..recipe import Platform, Recipe, load_recipe
 
@@ -37,8 +39,11 @@ class PackageStore:
         so a crash leaves no half-copied recipe."""
         target = self.recipe_path(recipe.name, recipe.version, recipe.path.suffix.lower())
         self.recipes.mkdir(parents=True, exist_ok=True)
-        if recipe.path.resolve() != target.resolve():
-            tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.tmp")
+        if recipe.path == target:  # brought as a document (parsed where it is to be kept)
+            tmp.write_bytes(orjson.dumps(recipe.raw))
+            tmp.replace(target)
+        elif recipe.path.resolve() != target.resolve():
             shutil.copyfile(recipe.path, tmp)
             tmp.replace(target)
 

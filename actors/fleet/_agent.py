@@ -3,9 +3,9 @@
 A :class:`DeviceAgent` runs beside a :class:`~actors.nucleus.Nucleus` and uses
 only its embedding API. For each notice (the current deployment of one of the
 device's groups) it takes the deployment document (inside the notice when it
-is small, as IoT Jobs carries it; else read from the registry), writes
-its recipes to a folder under the root, and hands a
-:class:`~actors.deploy.DeploymentRequest` for that group to
+is small, as IoT Jobs carries it; else read from the registry) and hands a
+:class:`~actors.deploy.DeploymentRequest` for that group, the document's
+recipes inside (no recipe folder written), to
 :meth:`Nucleus.deploy`: the same queue, plan, artifact cache and rollback as a
 local deployment, under the document's ``deploymentPolicies`` (failure
 handling; the component update action and timeout: whether running components
@@ -38,7 +38,6 @@ import logging
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -212,7 +211,7 @@ class DeviceAgent:
                                   detailed="REJECTED")
             await self._record(group, deployment_id, ExecutionStatus.REJECTED, report)
             return
-        request = await anyio.to_thread.run_sync(self._request, group, document)
+        request = self._request(group, document)
         if deployment_id in self._cancel_asked:  # canceled while the document came
             await self._canceled(group, deployment_id)
             return
@@ -256,20 +255,16 @@ class DeviceAgent:
     def _request(self, group: str, document: FleetDeployment) -> Any:
         from ..deploy import ComponentUpdatePolicy, DeploymentRequest, FailureHandling
 
-        folder = self.folder / "recipes" / document.deployment_id
-        folder.mkdir(parents=True, exist_ok=True)
-        # The deployment's input, not state: the runtime copies what it uses into its own
-        # store, and after a crash the notice brings the document again (no fsync here).
-        for name, recipe in document.recipes.items():
-            (folder / f"{name}-{recipe.get('ComponentVersion', 'x')}.json").write_bytes(
-                orjson.dumps(recipe))
+        # The recipes go in the request (the runtime stores what it uses); after a crash
+        # the notice brings the document again.
         previous = self.state["groups"].get(group, {}).get("roots", {})
         return DeploymentRequest(
             merge=dict(document.components),
             remove=[n for n in previous if n not in document.components],
             configuration_update={n: {k: v for k, v in u.items() if v is not None}
                                   for n, u in document.configuration_update.items()},
-            recipe_dir=folder, failure_handling=FailureHandling(document.failure_handling),
+            recipes=list(document.recipes.values()),
+            failure_handling=FailureHandling(document.failure_handling),
             group=group, deployment_id=document.deployment_id,
             component_update_policy=ComponentUpdatePolicy(document.component_update_action),
             component_update_timeout=float(document.component_update_timeout),
@@ -301,21 +296,20 @@ class DeviceAgent:
 
     async def _record(self, group: str, deployment_id: str, status: ExecutionStatus,
                       report: dict[str, Any]) -> None:
-        """Keep ``report`` (a notice sent again is answered with it), durably, and send it."""
+        """Send ``report`` and keep it (a notice sent again is answered with it), durably.
+        Sent first: the result does not wait for the disk. A crash before the save
+        loses nothing: the notice comes again and the runtime's history (or, for a
+        document refused or a deployment canceled before it started, the same
+        decision made again) gives the same report."""
         reported = self.state["reported"]
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:
             del reported[old]
-        await anyio.to_thread.run_sync(self._save, deployment_id)
         self._publish_update(deployment_id, report)
+        await anyio.to_thread.run_sync(self.store.save, self.state)
         self.applied += 1
         self.last = {"deploymentId": deployment_id, "groupName": group, "status": str(status)}
         self._health_due.set()
-
-    def _save(self, deployment_id: str) -> None:
-        """The agent's state, durably; the deployment's recipe folder goes (one thread hop)."""
-        self.store.save(self.state)
-        _remove_tree(self.folder / "recipes" / deployment_id)
 
     def _components(self, versions: Mapping[str, str]) -> dict[str, dict[str, str]]:
         return {name: {"version": version,
@@ -356,8 +350,3 @@ class DeviceAgent:
                               retain=True)
             await anyio.sleep(self.health_interval)
 
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

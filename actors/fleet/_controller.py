@@ -18,6 +18,7 @@ view is written to ``deployments/<id>/status.json`` as it ends.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -141,7 +142,9 @@ class _Rollout:
         self.executions = {t: Execution(t) for t in things}
         self.on_change = on_change
         self.result = RolloutResult(deployment, self.executions)
-        self.changed = anyio.Event()
+        # Reused (clear, wait): the main loop wakes when a device finishes (done? an abort
+        # criterion met?), starts under a timeout, or the rollout is canceled.
+        self.changed = asyncio.Event()
         self.counts: Counter[ExecutionStatus] = Counter()
         self.next_timeout_check = 0.0
         self.stop_reason = ""
@@ -169,7 +172,9 @@ class _Rollout:
             execution.finished = time.time()
         if self.on_change is not None:
             self.on_change(execution)
-        self.changed.set()
+        if status.terminal or (status is ExecutionStatus.IN_PROGRESS
+                               and self.deployment.timeout_seconds is not None):
+            self.changed.set()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == cancel_topic(self.deployment.deployment_id):
@@ -279,7 +284,7 @@ class _Rollout:
                         if time.monotonic() >= deadline:
                             break
                         soonest = min(soonest, deadline - time.monotonic())
-                    self.changed = anyio.Event()
+                    self.changed.clear()
                     with anyio.move_on_after(max(soonest, 0.01)):
                         await self.changed.wait()
                 with anyio.move_on_after(self.controller.broker.timeout):

@@ -6,13 +6,21 @@ backoff. Outgoing messages wait in an outbox, keyed: a newer message under a
 key replaces one not yet acknowledged (a device's health, a deployment's
 status), and whatever the broker has not acknowledged when a connection drops
 is sent again on the next: at least once, in order per key.
+
+Messages are handed to paho as they come (up to 64 awaiting their PUBACK), and
+the PUBACK removes them from the outbox: no task, timer or task group per
+message (a fleet's devices send two or three messages a deployment each, and
+that bookkeeping was most of their CPU). One watchdog ends a connection whose
+oldest PUBACK is overdue; the next connection sends the outbox again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +35,8 @@ from ._errors import FleetError
 
 if TYPE_CHECKING:
     import aiomqtt
+
+    from ..ipc._mqtt_client import Client
 
 log = logging.getLogger("actors.fleet.mqtt")
 
@@ -71,6 +81,9 @@ class BrokerSettings:
         return context
 
 
+WINDOW = 64  # QoS 1 messages awaiting their PUBACK, per connection
+
+
 def _code(granted: Any) -> int:
     """A SUBACK return code: an int (MQTT 3.1.1) or paho's ReasonCode."""
     return int(getattr(granted, "value", granted))
@@ -102,9 +115,12 @@ class Link:
         self.received = 0
         self.refused: list[str] = []  # subscriptions the broker refused (ACL)
         self.last_error = ""
-        self._outbox: dict[str, _Out] = {}
+        self._outbox: dict[str, _Out] = {}  # not acknowledged yet, by key
+        self._unsent: dict[str, None] = {}  # keys to send on this connection, in order
+        self._inflight: dict[int, tuple[str, int, float]] = {}  # mid -> key, generation, sent
+        self._window = WINDOW
         self._generation = 0
-        self._new = anyio.Event()
+        self._new = asyncio.Event()  # reused (clear, wait): one wake-up per PUBACK
         self._drained = anyio.Event()
         self._connected = anyio.Event()
         self._client: aiomqtt.Client | None = None
@@ -116,8 +132,12 @@ class Link:
         """Queue a QoS 1 message; under ``key`` (default: the topic) it replaces one not
         yet acknowledged."""
         self._generation += 1
-        self._outbox[key or topic] = _Out(topic, payload, retain, self._generation)
-        self._drained = anyio.Event()
+        key = key or topic
+        self._outbox[key] = _Out(topic, payload, retain, self._generation)
+        self._unsent.pop(key, None)
+        self._unsent[key] = None  # sent after what was queued before it
+        if self._drained.is_set():
+            self._drained = anyio.Event()
         self._new.set()
 
     async def wait_sent(self) -> None:
@@ -161,6 +181,7 @@ class Link:
                     delay = s.reconnect_min
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._receive, client)
+                        tg.start_soon(self._watch_pubacks)
                         for topic_filter in self.subscriptions:
                             granted = await client.subscribe(topic_filter, qos=1)
                             if any(_code(g) >= 0x80 for g in granted):
@@ -192,29 +213,52 @@ class Link:
                 payload = b"" if payload is None else str(payload).encode()
             self.on_message(str(message.topic), bytes(payload))
 
-    async def _send(self, client: aiomqtt.Client) -> None:
-        # Up to 64 publishes await their PUBACK side by side; each round sends what the
-        # outbox holds, then the next round what was queued or replaced meanwhile.
-        window = anyio.Semaphore(64)
-        while True:
-            if not self._outbox:
-                self._drained.set()
-                self._new = anyio.Event()
-                await self._new.wait()
-                continue
-            async with anyio.create_task_group() as tg:
-                for key, out in list(self._outbox.items()):
-                    await window.acquire()
-                    tg.start_soon(self._publish_one, client, key, out, window)
-
-    async def _publish_one(self, client: aiomqtt.Client, key: str, out: _Out,
-                           window: anyio.Semaphore) -> None:
+    async def _send(self, client: Client) -> None:
+        # Every message not acknowledged goes again on a new connection, oldest first.
+        self._inflight.clear()
+        self._window = WINDOW
+        self._unsent = dict.fromkeys(sorted(self._outbox,
+                                            key=lambda k: self._outbox[k].generation))
+        client.on_puback = self._puback
         try:
-            await client.publish(out.topic, out.payload, qos=1, retain=out.retain,
-                                 timeout=self.settings.timeout)
-            self.sent += 1
-            current = self._outbox.get(key)
-            if current is not None and current.generation == out.generation:
-                del self._outbox[key]
+            while True:
+                if not self._unsent or not self._window:
+                    if not self._outbox:
+                        self._drained.set()
+                    self._new.clear()
+                    await self._new.wait()
+                    continue
+                key = next(iter(self._unsent))
+                del self._unsent[key]
+                out = self._outbox[key]
+                mid = client.publish_nowait(out.topic, out.payload, 1, out.retain)
+                self._inflight[mid] = (key, out.generation, time.monotonic())
+                self._window -= 1
         finally:
-            window.release()
+            client.on_puback = None
+
+    def _puback(self, mid: int) -> None:
+        sent = self._inflight.pop(mid, None)
+        if sent is None:
+            return
+        key, generation, _ = sent
+        self.sent += 1
+        current = self._outbox.get(key)
+        if current is not None and current.generation == generation:
+            del self._outbox[key]
+        self._window += 1
+        self._new.set()
+
+    async def _watch_pubacks(self) -> None:
+        # A PUBACK overdue by the timeout means a dead connection nobody noticed: the
+        # MqttError ends this connection and the next one sends the outbox again.
+        import aiomqtt
+
+        timeout = self.settings.timeout
+        while True:
+            await anyio.sleep(min(1.0, timeout / 4))
+            if self._inflight:
+                _, _, sent = next(iter(self._inflight.values()))  # the oldest waiting
+                if time.monotonic() - sent > timeout:
+                    raise aiomqtt.MqttError(
+                        f"no PUBACK within {timeout:g} s (the connection is dead)")

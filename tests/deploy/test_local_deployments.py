@@ -139,3 +139,31 @@ async def test_greengrass_uris_come_from_the_artifact_folder(tmp_path: Path) -> 
     assert "greengrass: artifacts are uploaded with the component to the cloud; in a local " \
         "deployment, give --artifactDir with the file at <artifactDir>/test.Zipped/1.0.0/" \
         "data.txt" in missing.cause
+
+
+async def test_recipes_brought_in_the_request_are_stored_and_survive_a_restart(
+        tmp_path: Path) -> None:
+    """A request may carry its recipes as documents (a fleet deployment's document does):
+    they are taken as a recipe folder's files would be, and stored, so the runtime
+    restarts its components without them."""
+    recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": "com.example.Doc",
+              "ComponentVersion": "1.0.0",
+              "ComponentConfiguration": {"DefaultConfiguration": {"Message": "from a document"}},
+              "Manifests": [{"Platform": {"os": "linux"},
+                             "Lifecycle": {"Run": "echo '{configuration:/Message}'"}}]}
+    lines: list[str] = []
+    nucleus = Nucleus(tmp_path / "root")
+    nucleus.on_output(lambda name, line: lines.append(line))
+    async with nucleus:
+        record = await nucleus.deploy(DeploymentRequest(recipes=[recipe],
+                                                        merge={"com.example.Doc": "1.0.0"}))
+        assert record.detailed_status is DetailedStatus.SUCCESSFUL, record.cause
+        await nucleus.wait_states(["com.example.Doc"], [State.FINISHED], timeout=30)
+    assert lines == ["from a document"]
+    stored = list((tmp_path / "root").rglob("com.example.Doc@1.0.0.json"))
+    assert len(stored) == 1
+    restarted = Nucleus(tmp_path / "root")
+    restarted.on_output(lambda name, line: lines.append(line))
+    async with restarted:
+        await restarted.wait_states(["com.example.Doc"], [State.FINISHED], timeout=30)
+    assert lines == ["from a document", "from a document"]
