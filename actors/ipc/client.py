@@ -263,8 +263,10 @@ class Stream:
     :meth:`close` cancels it at the runtime. At most ``maxsize`` events wait (the
     oldest are dropped and counted in ``dropped``)."""
 
-    def __init__(self, close: Callable[[], None], maxsize: int) -> None:
+    def __init__(self, close: Callable[[], None], maxsize: int,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._close_remote = close
+        self._loop = loop
         self._items: collections.deque[Any] = collections.deque()
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
@@ -295,7 +297,7 @@ class Stream:
     async def wait(self) -> None:
         """Wait until an event is queued or the stream is closed."""
         while not self._items and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -306,7 +308,7 @@ class Stream:
         while not self._items:
             if self.closed:
                 raise StreamClosed(f"the stream is closed{f': {self.error}' if self.error else ''}")
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -355,8 +357,9 @@ class _ClientProtocol(asyncio.Protocol):
         self.can_write.set()
 
     def data_received(self, data: bytes) -> None:
+        dispatch = self.client._dispatch
         for headers, payload in self.decoder.feed(data):
-            self.client._dispatch(headers, payload)
+            dispatch(headers, payload)
         if self.decoder.error is not None:
             self.client._lost(StreamClosed(f"bad message from the runtime: {self.decoder.error}"))
 
@@ -393,9 +396,12 @@ class IpcClient(_Operations):
         self._protocol: _ClientProtocol | None = None
         self._error: BaseException | None = None
         self._ack: asyncio.Future[None] | None = None
+        # the connection's loop: asyncio.get_running_loop() costs a getpid() system call
+        # per call before Python 3.12 (its fork check), one per request
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def connect(self, timeout: float = 10.0) -> Self:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._ack = loop.create_future()
         transport, protocol = await loop.create_unix_connection(
             lambda: _ClientProtocol(self), self.path)
@@ -441,7 +447,7 @@ class IpcClient(_Operations):
                 self._streams.pop(stream_id, None)  # type: ignore[arg-type]
                 future.set_exception(_error_of(headers, payload))
             else:
-                body = _json(payload)
+                body = orjson.loads(payload) if payload else {}
                 future.set_result(extract(body) if extract is not None else body)
             return
         entry = self._streams.get(stream_id)  # type: ignore[arg-type]
@@ -482,13 +488,18 @@ class IpcClient(_Operations):
                     extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
         if self._error is not None:
             raise StreamClosed(f"the IPC connection is closed: {self._error}")
-        transport, protocol = self._transport, self._protocol
-        assert transport is not None and protocol is not None, "call connect() first"
+        transport, protocol, loop = self._transport, self._protocol, self._loop
+        assert transport is not None and protocol is not None and loop is not None, \
+            "call connect() first"
         if not protocol.can_write.is_set():
             await protocol.can_write.wait()
-        template, payload = _request(op, request)
+        template = _REQUESTS.get(op)
+        if template is None or None in request.values():
+            template, payload = _request(op, request)
+        else:
+            payload = orjson.dumps(request)  # _request, inline: the common case
         stream_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._calls[stream_id] = (future, extract)
         transport.write(template.message(stream_id, payload))
         return await future
@@ -505,16 +516,17 @@ class IpcClient(_Operations):
             if self._streams.pop(stream_id, None) is not None:
                 self._send(_rpc.message(_rpc.APPLICATION_MESSAGE, stream_id, b"",
                                         _rpc.TERMINATE_STREAM))
-        stream = Stream(close_remote, self.queue_size)
+        stream = Stream(close_remote, self.queue_size, self._loop)
         if on_message is not None:
             stream._deliver = on_message  # type: ignore[method-assign,assignment]
         self._streams[stream_id] = (stream, convert)
         try:
             if self._error is not None:
                 raise StreamClosed(f"the IPC connection is closed: {self._error}")
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            assert self._transport is not None and self._loop is not None, \
+                "call connect() first"
+            future: asyncio.Future[Any] = self._loop.create_future()
             self._calls[stream_id] = (future, None)
-            assert self._transport is not None, "call connect() first"
             self._transport.write(template.message(stream_id, payload))
             await future
         except BaseException:
