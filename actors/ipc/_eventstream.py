@@ -378,7 +378,17 @@ class Decoder:
                 if end - pos < total:
                     self._need = total
                     break
-                out.append(_body(data, pos, total, headers_len, crc))
+                if total > 4096:
+                    out.append(_body(data, pos, total, headers_len, crc))
+                else:  # _body, inline for the small messages of RPC
+                    stop = pos + total - 4
+                    computed = _crc32(data[pos + 8:stop], crc)
+                    if computed != _U32.unpack_from(data, stop)[0]:
+                        _body(data, pos, total, headers_len, crc)  # raises, saying why
+                    start = pos + PRELUDE
+                    split = start + headers_len
+                    out.append((decode_rpc_headers(data[start:split]) if headers_len else {},
+                                data[split:stop]))
                 pos += total
                 if self.then_max:
                     self.max_message, self.then_max = self.then_max, 0

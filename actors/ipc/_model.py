@@ -133,7 +133,7 @@ ERROR_SHAPES = frozenset(
 def operation(name: str) -> Operation:
     """The operation called ``name`` (short or full name); one made up for a name the
     model does not know (an operation registered by an embedder: unary, ours)."""
-    op = OPERATIONS.get(name) or BY_FULL_NAME.get(name)
+    op = BY_FULL_NAME.get(name) or OPERATIONS.get(name)  # the wire names ops in full
     if op is None:
         namespace, _, short = name.rpartition("#")
         op = Operation(short, namespace=namespace or OURS)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ._eventstream import MAX_HEADERS, MAX_MESSAGE, EventStreamError, encode, encode_headers
+
+if TYPE_CHECKING:
+    from ._model import Operation
 
 APPLICATION_MESSAGE = 0
 APPLICATION_ERROR = 1
@@ -75,21 +78,25 @@ class Template:
         if self.headers_len > MAX_HEADERS:
             raise EventStreamError(f"{self.headers_len} bytes of headers exceed the limit "
                                    f"of {MAX_HEADERS}")
-        #: message size -> (prelude + the headers before the stream id, their CRC)
+        #: payload size -> (prelude + the headers before the stream id, their CRC)
         self._leads: dict[int, tuple[bytes, int]] = {}
 
     def message(self, stream_id: int, payload: bytes = b"") -> bytes:
         """The message on ``stream_id`` carrying ``payload``."""
-        total = self.headers_len + len(payload) + 16
-        lead = self._leads.get(total)
+        size = len(payload)
+        lead = self._leads.get(size)
         if lead is None:
-            lead = self._lead(total)
+            lead = self._lead(size)
         head, crc = lead
+        if size <= 4096:  # one join and one CRC call: fewer steps than copies saved
+            data = b"".join((head, _I32.pack(stream_id), self.after, payload))
+            return data + _U32.pack(_crc32(data))
         middle = _I32.pack(stream_id) + self.after
         crc = _crc32(payload, _crc32(middle, crc))
         return b"".join((head, middle, payload, _U32.pack(crc)))
 
-    def _lead(self, total: int) -> tuple[bytes, int]:
+    def _lead(self, size: int) -> tuple[bytes, int]:
+        total = self.headers_len + size + 16
         if total > MAX_MESSAGE:
             raise EventStreamError(f"a message of {total} bytes exceeds the eventstream limit "
                                    f"of {MAX_MESSAGE} bytes (24 MiB)")
@@ -98,7 +105,7 @@ class Template:
         lead = (head, _crc32(head))
         if len(self._leads) >= 64:
             self._leads.clear()
-        self._leads[total] = lead
+        self._leads[size] = lead
         return lead
 
 
@@ -119,6 +126,20 @@ def template(message_type: int, flags: int, shape: str, operation: str | None = 
         if len(_TEMPLATES) >= 1024:
             _TEMPLATES.clear()
         _TEMPLATES[key] = found
+    return found
+
+
+_RESPONSES: dict[str, Template] = {}
+
+
+def response(op: Operation) -> Template:
+    """The :class:`Template` of ``op``'s unary response (ending its stream)."""
+    found = _RESPONSES.get(op.response_shape)
+    if found is None:
+        found = template(APPLICATION_MESSAGE, TERMINATE_STREAM, op.response_shape)
+        if len(_RESPONSES) >= 256:
+            _RESPONSES.clear()
+        _RESPONSES[op.response_shape] = found
     return found
 
 

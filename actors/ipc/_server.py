@@ -239,6 +239,8 @@ class _Connection(asyncio.Protocol):
             self.pending.append(({}, b""))
             self.wakeup.set()
             return
+        if not self.held and not self.pending_bytes and not decoder.buffered:
+            return  # every request answered, nothing held before or now: no budget moved
         self._account()
         limits = self.limits
         server = self.server
@@ -293,8 +295,7 @@ class _Connection(asyncio.Protocol):
             if isinstance(result, IpcError):
                 self.send(_rpc.error(stream_id, error_shape(result), str(result)))
             else:
-                self.send(_rpc.application(stream_id, op.response_shape, result,
-                                           _rpc.TERMINATE_STREAM))
+                self.send(_rpc.response(op).message(stream_id, orjson.dumps(result)))
         return []
 
     def release_input(self) -> None:
