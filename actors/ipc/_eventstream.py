@@ -227,38 +227,47 @@ def decode_headers(data: bytes, where: str = "message") -> dict[str, Any]:
     return headers
 
 
-_STREAM_ID = b"\x0a:stream-id\x04"
-_BLOCKS: dict[bytes, dict[str, Any]] = {}
+_TYPE_NAME = b"\x0d:message-type\x04"
+_FLAGS_NAME = b"\x0e:message-flags\x04"
+_STREAM_NAME = b"\x0a:stream-id\x04"
+_RPC_NAMES = (":message-type", ":message-flags", ":stream-id")
+# the three RPC headers, in the order both the SDK and this project send them
+_RPC_TRIPLE = struct.Struct(">15si16si12si")
+_BLOCKS: dict[bytes, tuple[int, dict[str, Any]]] = {}
 
 
 def decode_rpc_headers(block: bytes) -> dict[str, Any]:
-    """:func:`decode_headers`, remembering blocks that differ only in their
-    ``:stream-id`` (RPC requests repeat their headers but for the stream id)."""
-    at = block.find(_STREAM_ID)
-    value = at + len(_STREAM_ID)
-    if at < 0 or value + 4 > len(block):
+    """:func:`decode_headers`, remembering blocks that differ only in the values of their
+    ``:message-type``, ``:message-flags`` and ``:stream-id`` headers (RPC messages repeat
+    their other headers: the operation, the shape, the content type)."""
+    at = block.find(_TYPE_NAME)
+    if at < 0 or at + 55 > len(block):
         return decode_headers(block)
-    key = block[:value] + b"\0\0\0\0" + block[value + 4:]
+    _, message_type, flags_name, flags, stream_name, stream_id = _RPC_TRIPLE.unpack_from(
+        block, at)
+    if flags_name != _FLAGS_NAME or stream_name != _STREAM_NAME:
+        return decode_headers(block)
+    key = block[at + 55:] if at == 0 else block[:at] + block[at + 55:]
     cached = _BLOCKS.get(key)
-    if cached is not None:
-        headers = cached.copy()
-        headers[":stream-id"] = _I32.unpack_from(block, value)[0]
+    if cached is not None and cached[0] == at:
+        headers = cached[1].copy()
+        headers[":message-type"] = message_type
+        headers[":message-flags"] = flags
+        headers[":stream-id"] = stream_id
         return headers
     headers = decode_headers(block)
-    # Remembered only when the match was the header itself, not bytes inside a
-    # value: then the block with those 4 bytes zeroed decodes to the same headers
-    # but for a stream id of 0.
+    # Remembered only when the three are headers, not bytes inside a value, and the
+    # only ones of their names: then every block with the same other bytes decodes the
+    # same but for their values. They are headers when the bytes before them decode on
+    # their own (a header boundary, where decoding the whole block then reads them).
     try:
-        zeroed = decode_headers(key)
+        others = {**decode_headers(block[:at]), **decode_headers(block[at + 55:])}
     except EventStreamError:
         return headers
-    # (a nonzero id that zeroing those bytes turned to 0: they are the id in effect)
-    sent = _I32.unpack_from(block, value)[0]
-    if sent != 0 and headers.get(":stream-id") == sent and zeroed.get(":stream-id") == 0 \
-            and zeroed == {**headers, ":stream-id": 0}:
+    if not any(name in others for name in _RPC_NAMES):
         if len(_BLOCKS) >= 256:
             _BLOCKS.clear()
-        _BLOCKS[key] = zeroed
+        _BLOCKS[key] = (at, headers.copy())
     return headers
 
 
@@ -285,15 +294,21 @@ def decode(data: bytes, max_message: int = MAX_MESSAGE) -> tuple[dict[str, Any],
     check_prelude(total, headers_len, crc, data[:8], max_message)
     if total != len(data):
         raise EventStreamError(f"total length says {total} bytes, got {len(data)}")
-    return _body(bytes(data), 0, total, headers_len)
+    return _body(bytes(data), 0, total, headers_len, crc)
 
 
-def _body(data: bytes, pos: int, total: int, headers_len: int
+def _body(data: bytes, pos: int, total: int, headers_len: int, prelude_crc: int
           ) -> tuple[dict[str, Any], bytes]:
+    """The message at ``pos`` whose prelude (CRC ``prelude_crc``) was checked."""
     end = pos + total - 4
     (crc,) = _U32.unpack_from(data, end)
-    with memoryview(data) as view:
-        computed = _crc32(view[pos:end])
+    # the message's CRC goes on from the prelude's (over its first 8 bytes); a small
+    # message is copied (cheaper than a memoryview), a large one is not
+    if total <= 4096:
+        computed = _crc32(data[pos + 8:end], prelude_crc)
+    else:
+        with memoryview(data) as view:
+            computed = _crc32(view[pos + 8:end], prelude_crc)
     if computed != crc:
         raise EventStreamError(f"message CRC mismatch (0x{crc:08x} sent, 0x{computed:08x} "
                                f"computed)")
@@ -346,18 +361,34 @@ class Decoder:
                 return []  # the rest of a long message: parsed once it is complete
             data = bytes(buffer)
             buffer.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
         out: list[tuple[dict[str, Any], bytes]] = []
         pos, end = 0, len(data)
-        data = bytes(data)
         self._need = 0
+        unpack = _PRELUDE.unpack_from
         try:
             while end - pos >= PRELUDE:
-                total, headers_len, crc = _PRELUDE.unpack_from(data, pos)
-                check_prelude(total, headers_len, crc, data[pos:pos + 8], self.max_message)
+                total, headers_len, crc = unpack(data, pos)
+                computed = _crc32(data[pos:pos + 8])
+                if computed != crc or total > self.max_message or total < _OVERHEAD \
+                        or headers_len > total - _OVERHEAD or headers_len > MAX_HEADERS:
+                    check_prelude(total, headers_len, crc, data[pos:pos + 8],
+                                  self.max_message)
                 if end - pos < total:
                     self._need = total
                     break
-                out.append(_body(data, pos, total, headers_len))
+                if total > 4096:
+                    out.append(_body(data, pos, total, headers_len, crc))
+                else:  # _body, inline for the small messages of RPC
+                    stop = pos + total - 4
+                    computed = _crc32(data[pos + 8:stop], crc)
+                    if computed != _U32.unpack_from(data, stop)[0]:
+                        _body(data, pos, total, headers_len, crc)  # raises, saying why
+                    start = pos + PRELUDE
+                    split = start + headers_len
+                    out.append((decode_rpc_headers(data[start:split]) if headers_len else {},
+                                data[split:stop]))
                 pos += total
                 if self.then_max:
                     self.max_message, self.then_max = self.then_max, 0

@@ -14,7 +14,7 @@ This module imports nothing of the server: clients import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 GREENGRASS = "aws.greengrass"
 OURS = "edge-actors"
@@ -50,22 +50,18 @@ class Operation:
     #: the Greengrass component that provides it, when the runtime does not
     provider: str | None = None
     namespace: str = GREENGRASS
+    # the names on the wire, worked out once (every request and response names them)
+    full_name: str = field(init=False, repr=False, compare=False)
+    request_shape: str = field(init=False, repr=False, compare=False)
+    response_shape: str = field(init=False, repr=False, compare=False)
+    event_shape: str | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def full_name(self) -> str:
-        return f"{self.namespace}#{self.name}"
-
-    @property
-    def request_shape(self) -> str:
-        return f"{self.namespace}#{self.name}Request"
-
-    @property
-    def response_shape(self) -> str:
-        return f"{self.namespace}#{self.name}Response"
-
-    @property
-    def event_shape(self) -> str | None:
-        return f"{self.namespace}#{self.event}" if self.event else None
+    def __post_init__(self) -> None:
+        prefix = f"{self.namespace}#"
+        object.__setattr__(self, "full_name", prefix + self.name)
+        object.__setattr__(self, "request_shape", f"{prefix}{self.name}Request")
+        object.__setattr__(self, "response_shape", f"{prefix}{self.name}Response")
+        object.__setattr__(self, "event_shape", prefix + self.event if self.event else None)
 
 
 def _op(name: str, **kwargs: object) -> Operation:
@@ -137,7 +133,7 @@ ERROR_SHAPES = frozenset(
 def operation(name: str) -> Operation:
     """The operation called ``name`` (short or full name); one made up for a name the
     model does not know (an operation registered by an embedder: unary, ours)."""
-    op = OPERATIONS.get(name) or BY_FULL_NAME.get(name)
+    op = BY_FULL_NAME.get(name) or OPERATIONS.get(name)  # the wire names ops in full
     if op is None:
         namespace, _, short = name.rpartition("#")
         op = Operation(short, namespace=namespace or OURS)

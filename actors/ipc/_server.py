@@ -47,7 +47,7 @@ from ._errors import (
     UnauthorizedError,
     error_shape,
 )
-from ._eventstream import MAX_MESSAGE, Decoder, encode
+from ._eventstream import MAX_MESSAGE, Decoder
 from ._model import Operation, operation
 from ._service import CallContext, IpcService, StreamResult
 
@@ -189,6 +189,7 @@ class _Connection(asyncio.Protocol):
                                then_max=self.limits.max_message)
         self.transport: asyncio.Transport | None = None
         self.component: str | None = None
+        self.context: CallContext | None = None  # the component's, once it is known
         self.pending: deque[tuple[dict[str, Any], bytes]] = deque()
         self.pending_bytes = 0
         self.held = 0  # this connection's share of server.input_bytes
@@ -238,6 +239,8 @@ class _Connection(asyncio.Protocol):
             self.pending.append(({}, b""))
             self.wakeup.set()
             return
+        if not self.held and not self.pending_bytes and not decoder.buffered:
+            return  # every request answered, nothing held before or now: no budget moved
         self._account()
         limits = self.limits
         server = self.server
@@ -274,13 +277,13 @@ class _Connection(asyncio.Protocol):
                     or not self.can_write.is_set()):
                 return messages[i:]
             op = operation(str(headers.get("operation", "")))
-            assert self.component is not None
+            assert self.context is not None
             result: dict[str, Any] | IpcError | None
             try:
                 request = orjson.loads(payload) if payload else {}
                 if not isinstance(request, dict):
                     return messages[i:]
-                result = service.call_nowait(CallContext(self.component), op.name, request)
+                result = service.call_nowait(self.context, op.name, request)
             except (orjson.JSONDecodeError, WouldBlock):
                 return messages[i:]
             except IpcError as exc:
@@ -292,8 +295,7 @@ class _Connection(asyncio.Protocol):
             if isinstance(result, IpcError):
                 self.send(_rpc.error(stream_id, error_shape(result), str(result)))
             else:
-                self.send(_rpc.application(stream_id, op.response_shape, result,
-                                           _rpc.TERMINATE_STREAM))
+                self.send(_rpc.response(op).message(stream_id, orjson.dumps(result)))
         return []
 
     def release_input(self) -> None:
@@ -507,6 +509,7 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        self.context = CallContext(self.component)
         if self.deadline is not None:
             self.deadline.cancel()
         self.send(_rpc.message(_rpc.CONNECT_ACK, 0, orjson.dumps({"componentName": self.component}),
@@ -527,8 +530,8 @@ class _Connection(asyncio.Protocol):
                 raise ServiceError(
                     f"{op.name}: this connection has {len(self.streams)} open streams, the "
                     f"most one connection may hold; close some or use another connection")
-            result = await self.server.service.call(CallContext(self.component), op.name,
-                                                    request)
+            assert self.context is not None
+            result = await self.server.service.call(self.context, op.name, request)
         except IpcError as exc:
             self.send(_rpc.error(stream_id, error_shape(exc), str(exc)))
             return
@@ -552,9 +555,7 @@ class _Connection(asyncio.Protocol):
     async def _forward(self, stream: _Stream) -> None:
         sub, to_event = stream.result.stream, stream.result.to_event
         stream_id = stream.stream_id
-        rpc = _rpc._rpc(_rpc.APPLICATION_MESSAGE, 0, stream_id)
-        shape = _rpc.shape_headers(stream.op.event_shape or "")
-        block = rpc + shape
+        event = _rpc.template(_rpc.APPLICATION_MESSAGE, 0, stream.op.event_shape or "").message
         dumps = orjson.dumps
         try:
             while True:
@@ -564,7 +565,7 @@ class _Connection(asyncio.Protocol):
                 if self.closing:
                     return
                 items = sub.drain(_BATCH)
-                self._queue_output(b"".join([encode(block, dumps(to_event(item)))
+                self._queue_output(b"".join([event(stream_id, dumps(to_event(item)))
                                              for item in items]), len(items))
             if self.streams.pop(stream_id, None) is not None:
                 # ended by the runtime (not cancelled by the client): say so

@@ -291,7 +291,7 @@ class IpcService:
         socket's fast path, which saves a task switch per request), or None: then
         use :meth:`call`. Raises the operation's IpcError as :meth:`call` does."""
         if operation == "PublishToTopic" and not self.broker._has_backpressure \
-                and self._handlers.get(operation, (None,))[0] == self._h_publish_to_topic:
+                and self._handlers.get(operation) is self._builtin_publish:
             payload = _wire.publish_message_payload(request.get("publishMessage"))
             self.publish_to_topic_nowait(context.component, _str(request, "topic"), payload)
             return {}
@@ -346,6 +346,7 @@ class IpcService:
         }
         for name, handler in builtins.items():
             self.register_operation(name, handler)
+        self._builtin_publish = self._handlers["PublishToTopic"]
 
     async def _h_publish_to_topic(self, ctx: CallContext, req: dict[str, Any]) -> dict[str, Any]:
         payload = _wire.publish_message_payload(req.get("publishMessage"))

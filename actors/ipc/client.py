@@ -222,10 +222,25 @@ def _connect_message(token: str, component_name: str | None) -> bytes:
     return _rpc.connect(token)
 
 
-def _request(stream_id: int, op: Operation, request: dict[str, Any]) -> bytes:
-    return _rpc.application(stream_id, op.request_shape,
-                            {k: v for k, v in request.items() if v is not None},
-                            operation=op.full_name)
+_REQUESTS: dict[str, _rpc.Template] = {}
+
+
+def _request(op: str | Operation, request: dict[str, Any]) -> tuple[_rpc.Template, bytes]:
+    """The template and payload of a request (fields set to None left out): encoded
+    before a stream id is taken, so that a request that cannot be encoded (orjson's
+    TypeError) leaves no gap in the stream ids, which the runtime would refuse."""
+    template = _REQUESTS.get(op) if type(op) is str else None
+    if template is None:
+        model = operation(op) if isinstance(op, str) else op
+        template = _rpc.template(_rpc.APPLICATION_MESSAGE, 0, model.request_shape,
+                                 model.full_name)
+        if isinstance(op, str):
+            if len(_REQUESTS) >= 256:
+                _REQUESTS.clear()
+            _REQUESTS[op] = template
+    if None in request.values():
+        request = {k: v for k, v in request.items() if v is not None}
+    return template, orjson.dumps(request)
 
 
 _REFUSED = ("the runtime refused the authToken (SVCUID): it is not valid for any component, "
@@ -248,8 +263,10 @@ class Stream:
     :meth:`close` cancels it at the runtime. At most ``maxsize`` events wait (the
     oldest are dropped and counted in ``dropped``)."""
 
-    def __init__(self, close: Callable[[], None], maxsize: int) -> None:
+    def __init__(self, close: Callable[[], None], maxsize: int,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._close_remote = close
+        self._loop = loop
         self._items: collections.deque[Any] = collections.deque()
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
@@ -280,7 +297,7 @@ class Stream:
     async def wait(self) -> None:
         """Wait until an event is queued or the stream is closed."""
         while not self._items and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -291,7 +308,7 @@ class Stream:
         while not self._items:
             if self.closed:
                 raise StreamClosed(f"the stream is closed{f': {self.error}' if self.error else ''}")
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:
@@ -340,8 +357,9 @@ class _ClientProtocol(asyncio.Protocol):
         self.can_write.set()
 
     def data_received(self, data: bytes) -> None:
+        dispatch = self.client._dispatch
         for headers, payload in self.decoder.feed(data):
-            self.client._dispatch(headers, payload)
+            dispatch(headers, payload)
         if self.decoder.error is not None:
             self.client._lost(StreamClosed(f"bad message from the runtime: {self.decoder.error}"))
 
@@ -378,9 +396,12 @@ class IpcClient(_Operations):
         self._protocol: _ClientProtocol | None = None
         self._error: BaseException | None = None
         self._ack: asyncio.Future[None] | None = None
+        # the connection's loop: asyncio.get_running_loop() costs a getpid() system call
+        # per call before Python 3.12 (its fork check), one per request
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def connect(self, timeout: float = 10.0) -> Self:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._ack = loop.create_future()
         transport, protocol = await loop.create_unix_connection(
             lambda: _ClientProtocol(self), self.path)
@@ -426,7 +447,7 @@ class IpcClient(_Operations):
                 self._streams.pop(stream_id, None)  # type: ignore[arg-type]
                 future.set_exception(_error_of(headers, payload))
             else:
-                body = _json(payload)
+                body = orjson.loads(payload) if payload else {}
                 future.set_result(extract(body) if extract is not None else body)
             return
         entry = self._streams.get(stream_id)  # type: ignore[arg-type]
@@ -467,14 +488,20 @@ class IpcClient(_Operations):
                     extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
         if self._error is not None:
             raise StreamClosed(f"the IPC connection is closed: {self._error}")
-        transport, protocol = self._transport, self._protocol
-        assert transport is not None and protocol is not None, "call connect() first"
+        transport, protocol, loop = self._transport, self._protocol, self._loop
+        assert transport is not None and protocol is not None and loop is not None, \
+            "call connect() first"
         if not protocol.can_write.is_set():
             await protocol.can_write.wait()
+        template = _REQUESTS.get(op)
+        if template is None or None in request.values():
+            template, payload = _request(op, request)
+        else:
+            payload = orjson.dumps(request)  # _request, inline: the common case
         stream_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._calls[stream_id] = (future, extract)
-        transport.write(_request(stream_id, operation(op), request))
+        transport.write(template.message(stream_id, payload))
         return await future
 
     async def _open(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
@@ -482,23 +509,25 @@ class IpcClient(_Operations):
         model = operation(op)
         if not model.streaming:
             raise ServiceError(f"{model.name} is not a streaming operation: use call()")
+        template, payload = _request(model, request)
         stream_id = next(self._ids)
 
         def close_remote() -> None:
             if self._streams.pop(stream_id, None) is not None:
                 self._send(_rpc.message(_rpc.APPLICATION_MESSAGE, stream_id, b"",
                                         _rpc.TERMINATE_STREAM))
-        stream = Stream(close_remote, self.queue_size)
+        stream = Stream(close_remote, self.queue_size, self._loop)
         if on_message is not None:
             stream._deliver = on_message  # type: ignore[method-assign,assignment]
         self._streams[stream_id] = (stream, convert)
         try:
             if self._error is not None:
                 raise StreamClosed(f"the IPC connection is closed: {self._error}")
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            assert self._transport is not None and self._loop is not None, \
+                "call connect() first"
+            future: asyncio.Future[Any] = self._loop.create_future()
             self._calls[stream_id] = (future, None)
-            assert self._transport is not None, "call connect() first"
-            self._transport.write(_request(stream_id, model, request))
+            self._transport.write(template.message(stream_id, payload))
             await future
         except BaseException:
             self._streams.pop(stream_id, None)
@@ -695,41 +724,53 @@ class SyncIpcClient(_Operations):
             stream.closed = True
             stream._put(SyncStream._END)
 
-    def _send_request(self, op: str, request: dict[str, Any], stream_id: int) -> dict[str, Any]:
+    def _send_request(self, op: str, request: dict[str, Any],
+                      stream: tuple[Callable[[Any], Any], Callable[[Any], None] | None]
+                      | None = None) -> tuple[dict[str, Any], SyncStream | None]:
+        """Send a request and wait for its answer; ``stream`` (convert, on_message) opens
+        a stream. The stream id is taken and the request sent under one hold of the
+        lock: requests of several threads reach the runtime in the order of their ids."""
+        template, payload = _request(op, request)
         event, box = threading.Event(), []  # type: ignore[var-annotated]
+        opened: SyncStream | None = None
         with self._lock:
             if self._error is not None:
                 raise StreamClosed(f"the IPC connection is closed: {self._error}")
+            stream_id = next(self._ids)
+            if stream is not None:
+                opened = SyncStream(self, stream_id, self.queue_size)
+                self._streams[stream_id] = (opened, *stream)
             self._calls[stream_id] = (event, box)
-            self._sock.sendall(_request(stream_id, operation(op), request))
-        if not event.wait(self.timeout):
+            try:
+                self._sock.sendall(template.message(stream_id, payload))
+            except BaseException:
+                self._calls.pop(stream_id, None)
+                self._streams.pop(stream_id, None)
+                raise
+        try:
+            if not event.wait(self.timeout):
+                raise TimeoutError(f"no answer to {op} within {self.timeout} s")
+            if isinstance(box[0], BaseException):
+                raise box[0]
+        except BaseException:
             with self._lock:
                 self._calls.pop(stream_id, None)
-            raise TimeoutError(f"no answer to {op} within {self.timeout} s")
-        if isinstance(box[0], BaseException):
-            raise box[0]
+                self._streams.pop(stream_id, None)
+            raise
         result: dict[str, Any] = box[0]
-        return result
+        return result, opened
 
     def _call(self, op: str, request: dict[str, Any],
               extract: Callable[[dict[str, Any]], Any] | None = None) -> Any:
-        body = self._send_request(op, request, next(self._ids))
+        body, _ = self._send_request(op, request)
         return extract(body) if extract is not None else body
 
     def _open(self, op: str, request: dict[str, Any], convert: Callable[[Any], Any],
               on_message: Callable[[Any], None] | None = None) -> SyncStream:
         if not operation(op).streaming:
             raise ServiceError(f"{op} is not a streaming operation: use call()")
-        with self._lock:
-            stream_id = next(self._ids)
-            stream = SyncStream(self, stream_id, self.queue_size)
-            self._streams[stream_id] = (stream, convert, on_message)
-        try:
-            self._send_request(op, request, stream_id)
-        except BaseException:
-            with self._lock:
-                self._streams.pop(stream_id, None)
-            raise
+        _, stream = self._send_request(op, request, (convert, on_message))
+        assert stream is not None
         return stream
 
     def _close_stream(self, stream_id: int) -> None:

@@ -234,3 +234,27 @@ def test_repeated_rpc_header_blocks_decode_like_fresh_ones() -> None:
     inside = encode({"note": "\n:stream-id\x04\x00\x00\x00\x07 tail", ":stream-id": 3})
     assert decode(inside)[0] == {"note": "\n:stream-id\x04\x00\x00\x00\x07 tail",
                                  ":stream-id": 3}
+
+
+def test_rpc_headers_after_others_are_remembered_and_look_alikes_are_not() -> None:
+    """The SDK sends its shape headers before the RPC ones: such blocks are remembered
+    too; the three RPC headers' bytes inside a value, or repeated after them, are not
+    taken for them."""
+    from actors.ipc._eventstream import _BLOCKS
+
+    _BLOCKS.clear()
+    for stream_id in (1, 2, 3):
+        headers = {":content-type": "application/json", ":message-type": 0,
+                   ":message-flags": 2, ":stream-id": stream_id, "operation": "x"}
+        assert decode(encode(headers)) == (headers, b"")
+    assert len(_BLOCKS) == 1
+    triple = encode({":message-type": 7, ":message-flags": 7, ":stream-id": 7})[12:-4]
+    for stream_id in (1, 2):
+        inside = {"note": triple, ":message-type": 0, ":message-flags": 0,
+                  ":stream-id": stream_id}
+        assert decode(encode(inside))[0] == inside
+    for stream_id in (1, 2):
+        repeated = {":message-type": 0, ":message-flags": 0, ":stream-id": stream_id,
+                    "x": 1, ":Message-Flags": Int16(5)}
+        assert decode(encode(repeated))[0] == {":message-type": 0, ":message-flags": 5,
+                                               ":stream-id": stream_id, "x": 1}

@@ -581,3 +581,59 @@ async def test_a_component_killed_mid_stream_leaves_no_subscriptions(
     with anyio.fail_after(5):
         while server.statistics().connections:
             await anyio.sleep(0.01)
+
+
+async def test_a_request_that_cannot_be_encoded_leaves_the_connection_working(
+        server: IpcServer) -> None:
+    """The request is refused before it takes a stream id: no gap in the ids, which the
+    runtime would answer with PROTOCOL_ERROR, closing the connection."""
+    unencodable = {"topic": "ml/x", "publishMessage": {"jsonMessage": {"message": object()}}}
+    async with await client_for(server, PUB) as client:
+        with pytest.raises(TypeError):
+            await client.call("PublishToTopic", unencodable)
+        with pytest.raises(TypeError):
+            await client.stream("SubscribeToTopic", {"topic": object()})
+        stream = await client.subscribe_to_topic("ml/#", "RECEIVE_ALL_MESSAGES")
+        await client.publish_to_topic("ml/after", {"n": 1})
+        assert (await stream.receive()).payload == {"n": 1}
+    env = server.environment(PUB)
+
+    def script() -> None:
+        with SyncIpcClient(env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
+                           env["SVCUID"]) as ipc:
+            with pytest.raises(TypeError):
+                ipc.call("PublishToTopic", unencodable)
+            with pytest.raises(TypeError):
+                ipc.stream("SubscribeToTopic", {"topic": object()})
+            stream = ipc.subscribe_to_topic("ml/#", "RECEIVE_ALL_MESSAGES")
+            ipc.publish_to_topic("ml/after", {"n": 2})
+            assert stream.receive(timeout=5).payload == {"n": 2}
+
+    await anyio.to_thread.run_sync(script)
+    assert server.statistics().protocol_errors == 0
+
+
+async def test_a_plain_script_calls_from_many_threads(server: IpcServer) -> None:
+    """Requests of several threads reach the runtime in the order of their stream ids."""
+    env = server.environment(PUB)
+
+    def script() -> int:
+        import threading
+
+        with SyncIpcClient(env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
+                           env["SVCUID"]) as ipc:
+            done: list[int] = []
+
+            def publish(worker: int) -> None:
+                for i in range(200):
+                    ipc.publish_to_topic(f"ml/{worker}", {"i": i})
+                done.append(worker)
+            threads = [threading.Thread(target=publish, args=(w,)) for w in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            return len(done)
+
+    assert await anyio.to_thread.run_sync(script) == 8
+    assert server.statistics().protocol_errors == 0
