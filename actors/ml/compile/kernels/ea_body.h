@@ -19,8 +19,14 @@ static inline void SUF(store)(float* p, vf v) { *(vf*)p = v; }
 static inline vf SUF(vact)(vf v, int act, float lo, float hi, float slope) {
   if (act == EA_ACT_CLIP) {
     vf l = SUF(splat)(lo), h = SUF(splat)(hi);
+#if defined(EA_X86) && VW == 16 /* max(l, v) is l when l > v, else v (a NaN v stays) */
+    v = (vf)_mm512_min_ps((__m512)h, _mm512_max_ps((__m512)l, (__m512)v));
+#elif defined(EA_X86) && VW == 8
+    v = (vf)_mm256_min_ps((__m256)h, _mm256_max_ps((__m256)l, (__m256)v));
+#else
     v = SUF(sel)(v < l, l, v);
     v = SUF(sel)(v > h, h, v);
+#endif
   } else if (act == EA_ACT_PRELU) {
     vf z = SUF(splat)(0.f);
     v = SUF(sel)(v < z, v * SUF(splat)(slope), v);
@@ -243,11 +249,48 @@ typedef struct {
 
 /* The output rows of one channel from its padded planes; inlined with constant kernel
  * sizes and strides for the common cases. */
+static inline __attribute__((always_inline)) void SUF(dw_store)(float* out, int64_t ox,
+                                                                  int64_t Wo, vf sum,
+                                                                  float* spill) {
+  if (ox + VW <= Wo) {
+    SUF(store)(out + ox, sum);
+  } else {
+#if VW == 16 /* (vmaskmovps, AVX2's masked store, is slow on AMD: measured) */
+    _mm512_mask_storeu_ps(out + ox, (__mmask16)((1u << (Wo - ox)) - 1), (__m512)sum);
+    (void)spill;
+#else
+    SUF(store)(spill, sum);
+    for (int64_t i = 0; i < Wo - ox; i++) out[ox + i] = spill[i];
+#endif
+  }
+}
+
 static inline __attribute__((always_inline)) void SUF(dw_rows)(
     const float* pad, const vf* wv, vf bias, float* y, float* spill, int64_t Ho, int64_t Wo,
     int64_t Wv, int64_t Wq, int64_t plane, int sh, int kh, int kw, int sw, int act, float lo,
     float hi, float s) {
-  for (int64_t oy = 0; oy < Ho; oy++) {
+  int64_t oy = 0;
+  /* Two output rows at a time: twice the independent FMA chains (one row's chains alone
+   * left the FMA units waiting on their latency). */
+  for (; oy + 2 <= Ho; oy += 2) {
+    float* out = y + oy * Wo;
+    for (int64_t ox = 0; ox < Wv; ox += VW) {
+      vf a0[3] = {bias, SUF(splat)(0.f), SUF(splat)(0.f)};
+      vf a1[3] = {bias, SUF(splat)(0.f), SUF(splat)(0.f)};
+      for (int ky = 0; ky < kh; ky++) {
+        const float* row = pad + (oy * sh + ky) * Wq + ox;
+        const float* row1 = row + sh * Wq;
+        for (int kx = 0; kx < kw; kx++) {
+          vf w = wv[ky * kw + kx];
+          a0[ky % 3] += w * SUF(load)(row + (kx % sw) * plane + kx / sw);
+          a1[ky % 3] += w * SUF(load)(row1 + (kx % sw) * plane + kx / sw);
+        }
+      }
+      SUF(dw_store)(out, ox, Wo, SUF(vact)(a0[0] + a0[1] + a0[2], act, lo, hi, s), spill);
+      SUF(dw_store)(out + Wo, ox, Wo, SUF(vact)(a1[0] + a1[1] + a1[2], act, lo, hi, s), spill);
+    }
+  }
+  for (; oy < Ho; oy++) {
     float* out = y + oy * Wo;
     for (int64_t ox = 0; ox < Wv; ox += VW) {
       /* Three partial sums (kernel rows 0, 3, .. / 1, 4, .. / 2, 5, ..): one chain of
@@ -258,18 +301,7 @@ static inline __attribute__((always_inline)) void SUF(dw_rows)(
         for (int kx = 0; kx < kw; kx++)
           acc[ky % 3] += wv[ky * kw + kx] * SUF(load)(row + (kx % sw) * plane + kx / sw);
       }
-      vf sum = SUF(vact)(acc[0] + acc[1] + acc[2], act, lo, hi, s);
-      if (ox + VW <= Wo) {
-        SUF(store)(out + ox, sum);
-      } else {
-#if VW == 16 /* (vmaskmovps, AVX2's masked store, is slow on AMD: measured) */
-        _mm512_mask_storeu_ps(out + ox, (__mmask16)((1u << (Wo - ox)) - 1), (__m512)sum);
-        (void)spill;
-#else
-        SUF(store)(spill, sum);
-        for (int64_t i = 0; i < Wo - ox; i++) out[ox + i] = spill[i];
-#endif
-      }
+      SUF(dw_store)(out, ox, Wo, SUF(vact)(acc[0] + acc[1] + acc[2], act, lo, hi, s), spill);
     }
   }
 }
@@ -362,8 +394,194 @@ static void SUF(dw_task_any)(void* data, int64_t begin, int64_t end) {
   }
 }
 
+#if VW == 16
+/* 16x16 transpose in registers: r[i][j] becomes r[j][i] (64 shuffles). */
+static inline __attribute__((always_inline)) void SUF(tr16)(__m512 r[16]) {
+  __m512 t[16], u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  /* u[4i + j], 128-bit lane L: column 4L + j of rows 4i .. 4i + 3 */
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    __m512 ab0 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(1, 0, 1, 0));
+    __m512 ab1 = _mm512_shuffle_f32x4(u[j], u[4 + j], _MM_SHUFFLE(3, 2, 3, 2));
+    __m512 cd0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(1, 0, 1, 0));
+    __m512 cd1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(3, 2, 3, 2));
+    r[j] = _mm512_shuffle_f32x4(ab0, cd0, _MM_SHUFFLE(2, 0, 2, 0));
+    r[4 + j] = _mm512_shuffle_f32x4(ab0, cd0, _MM_SHUFFLE(3, 1, 3, 1));
+    r[8 + j] = _mm512_shuffle_f32x4(ab1, cd1, _MM_SHUFFLE(2, 0, 2, 0));
+    r[12 + j] = _mm512_shuffle_f32x4(ab1, cd1, _MM_SHUFFLE(3, 1, 3, 1));
+  }
+}
+
+/* The output rows of 16 channels from their [row][column][16] plane t: 16 outputs of a row
+ * at a time (16 independent FMA chains), transposed back to the channels' rows. */
+static inline __attribute__((always_inline)) void SUF(dwcv_rows)(
+    const SUF(dw_args) * d, const float* t, const __m512* w16, __m512 bias, __m512 slope,
+    float* y, int64_t Wp, int kh, int kw, int sh, int sw) {
+  const int64_t Ho = d->Ho, Wo = d->Wo;
+  const __m512 lo = _mm512_set1_ps(d->lo), hi = _mm512_set1_ps(d->hi);
+  for (int64_t oy = 0; oy < Ho; oy++)
+    for (int64_t ox0 = 0; ox0 < Wo; ox0 += 16) {
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) acc[i] = bias;
+      for (int ky = 0; ky < kh; ky++) {
+        const float* row = t + ((oy * sh + ky) * Wp + ox0 * sw) * 16;
+        for (int kx = 0; kx < kw; kx++) {
+          const __m512 w = w16[ky * kw + kx];
+#pragma GCC unroll 16
+          for (int i = 0; i < 16; i++)
+            acc[i] = _mm512_fmadd_ps(w, _mm512_load_ps(row + (i * sw + kx) * 16), acc[i]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) {
+        if (d->act == EA_ACT_CLIP) {
+          acc[i] = _mm512_min_ps(hi, _mm512_max_ps(lo, acc[i]));
+        } else if (d->act == EA_ACT_PRELU) {
+          __mmask16 neg = _mm512_cmp_ps_mask(acc[i], _mm512_setzero_ps(), _CMP_LT_OQ);
+          acc[i] = _mm512_mask_mul_ps(acc[i], neg, acc[i], slope);
+        }
+      }
+      SUF(tr16)(acc);
+      const int64_t n = Wo - ox0 < 16 ? Wo - ox0 : 16;
+      const __mmask16 m = (__mmask16)((1u << n) - 1);
+      float* out = y + oy * Wo + ox0;
+#pragma GCC unroll 16
+      for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(out + j * Ho * Wo, m, acc[j]);
+    }
+}
+
+/* Planes with rows of 8 or fewer (7x7: 14-wide rows measured faster by rows): 16
+ * consecutive outputs of the plane at a time, across rows, stored as one run of each
+ * channel's plane. Past the plane's end, the spare outputs read the spare rows below it. */
+static inline __attribute__((always_inline)) void SUF(dwcv_flat)(
+    const SUF(dw_args) * d, const float* t, const __m512* w16, __m512 bias, __m512 slope,
+    float* y, int64_t Wp, int kh, int kw, int sh, int sw) {
+  const int64_t Ho = d->Ho, Wo = d->Wo, plane = Ho * Wo;
+  const __m512 lo = _mm512_set1_ps(d->lo), hi = _mm512_set1_ps(d->hi);
+  for (int64_t f0 = 0; f0 < plane; f0 += 16) {
+    const float* p[16];
+    int64_t oy = f0 / Wo, ox = f0 % Wo;
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+      p[i] = t + (oy * sh * Wp + ox * sw) * 16;
+      if (++ox == Wo) {
+        ox = 0;
+        oy++;
+      }
+    }
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) acc[i] = bias;
+    for (int ky = 0; ky < kh; ky++)
+      for (int kx = 0; kx < kw; kx++) {
+        const __m512 w = w16[ky * kw + kx];
+        const int64_t off = (ky * Wp + kx) * 16;
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+          acc[i] = _mm512_fmadd_ps(w, _mm512_load_ps(p[i] + off), acc[i]);
+      }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+      if (d->act == EA_ACT_CLIP) {
+        acc[i] = _mm512_min_ps(hi, _mm512_max_ps(lo, acc[i]));
+      } else if (d->act == EA_ACT_PRELU) {
+        __mmask16 neg = _mm512_cmp_ps_mask(acc[i], _mm512_setzero_ps(), _CMP_LT_OQ);
+        acc[i] = _mm512_mask_mul_ps(acc[i], neg, acc[i], slope);
+      }
+    }
+    SUF(tr16)(acc);
+    const int64_t n = plane - f0 < 16 ? plane - f0 : 16;
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(y + j * plane + f0, m, acc[j]);
+  }
+}
+
+/* Depthwise with 16 channels in a vector, for task items of 16 channels: their input is
+ * transposed into a zero-padded [row][column][16] plane, so every output is kh * kw
+ * full-width FMAs whatever the row length (no lane is lost on the 7- and 14-wide rows)
+ * and a stride of 2 is only an address step. */
+static void SUF(dwcv_task)(void* data, int64_t begin, int64_t end) {
+  const SUF(dw_args)* d = (const SUF(dw_args)*)data;
+  const int kh = d->kh, kw = d->kw, sh = d->sh, sw = d->sw, pt = d->pt, pl = d->pl;
+  const int64_t H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, taps = kh * kw;
+  const int64_t Hp = (Ho - 1) * sh + kh;
+  const int64_t Wp = (Wo + 15) / 16 * 16 * sw + kw; /* the last block's 16 outputs read here */
+  /* sh spare rows for the spare outputs of the flat blocks */
+  float* t = ea_scratch(1, (size_t)((Hp + sh) * Wp * 16));
+  if (!t) return;
+  /* The borders (and the columns only the last block's spare outputs read) stay zero. */
+  const int64_t y1 = H + pt < Hp ? H + pt : Hp, x1 = W + pl < Wp ? W + pl : Wp;
+  memset(t, 0, (size_t)(pt * Wp * 16) * 4);
+  memset(t + y1 * Wp * 16, 0, (size_t)((Hp + sh - y1) * Wp * 16) * 4);
+  for (int64_t py = pt; py < y1; py++) {
+    memset(t + py * Wp * 16, 0, (size_t)(pl * 16) * 4);
+    memset(t + (py * Wp + x1) * 16, 0, (size_t)((Wp - x1) * 16) * 4);
+  }
+  __m512 w16[49];
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32((int)taps));
+  for (int64_t g = begin; g < end; g++) {
+    const int64_t c0 = g * 16;
+    const float* x = d->x + c0 * H * W;
+    for (int64_t iy = 0; iy + pt < y1; iy++)
+      for (int64_t ix0 = 0; ix0 < W; ix0 += 16) {
+        const int64_t n = W - ix0 < 16 ? W - ix0 : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) r[j] = _mm512_maskz_loadu_ps(m, x + j * H * W + iy * W + ix0);
+        SUF(tr16)(r);
+        float* dst = t + ((iy + pt) * Wp + ix0 + pl) * 16;
+        const int64_t stop = ix0 + pl + n <= x1 ? n : x1 - ix0 - pl;
+        /* (unrolled: as a loop gcc made it a memcpy from a spilled copy of r) */
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+          if (i < stop) _mm512_store_ps(dst + i * 16, r[i]);
+      }
+    for (int64_t k = 0; k < taps; k++)
+      w16[k] = _mm512_i32gather_ps(idx, d->w + c0 * taps + k, 4);
+    const __m512 bias = d->bias ? _mm512_loadu_ps(d->bias + c0) : _mm512_setzero_ps();
+    const __m512 slope = d->slope ? _mm512_loadu_ps(d->slope + c0) : _mm512_setzero_ps();
+    float* y = d->y + c0 * Ho * Wo;
+#define DWCV(KH, KW, SH, SW)                                               \
+  do {                                                                     \
+    if (Wo <= 8) SUF(dwcv_flat)(d, t, w16, bias, slope, y, Wp, KH, KW, SH, SW); \
+    else SUF(dwcv_rows)(d, t, w16, bias, slope, y, Wp, KH, KW, SH, SW);         \
+  } while (0)
+    if (kh == 3 && kw == 3 && sh == 1 && sw == 1) DWCV(3, 3, 1, 1);
+    else if (kh == 3 && kw == 3 && sh == 2 && sw == 2) DWCV(3, 3, 2, 2);
+    else if (kh == 5 && kw == 5 && sh == 1 && sw == 1) DWCV(5, 5, 1, 1);
+    else if (kh == 5 && kw == 5 && sh == 2 && sw == 2) DWCV(5, 5, 2, 2);
+    else DWCV(kh, kw, sh, sw);
+#undef DWCV
+  }
+}
+#endif
+
 static void SUF(dw_run)(SUF(dw_args) * d) {
   int fast = d->kh * d->kw <= 49 && d->sw >= 1 && d->sw <= 2 && d->sh >= 1;
+#if VW == 16
+  if (fast && d->C >= 16) {
+    ea_parallel(d->C / 16, 1, SUF(dwcv_task), d);
+    if (d->C % 16) SUF(dw_task)(d, d->C / 16 * 16, d->C);
+    return;
+  }
+#endif
   ea_parallel(d->C, 1, fast ? SUF(dw_task) : SUF(dw_task_any), d);
 }
 

@@ -127,8 +127,9 @@ EA_API int ea_conv_dw(const float* w, const float* bias, const float* slope, con
   ea_dw_args d = {w, bias, slope, x, y, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr,
                   act, lo, hi};
 #ifdef EA_X86
-  /* Rows of 8 or fewer outputs would fill half a 16-lane vector: 8 lanes do it in one. */
-  if (ea_isa() == 2 && Wo <= 8) {
+  /* Rows of 8 or fewer outputs would fill half a 16-lane vector: 8 lanes do it in one
+   * (when there are too few channels for the AVX-512 path's 16 in a vector). */
+  if (ea_isa() == 2 && Wo <= 8 && C < 16) {
     dw_run_avx2((dw_args_avx2*)&d);
     return 0;
   }
