@@ -191,7 +191,18 @@ static void SUF(gemm_block)(const SUF(gemm_args) * g, int64_t n0, int64_t p0, in
 static void SUF(gemm_cols)(void* data, int64_t begin, int64_t end) {
   const SUF(gemm_args)* g = (const SUF(gemm_args)*)data;
   int64_t panels = (g->M + EA_PM - 1) / EA_PM;
-  for (int64_t b = begin; b < end; b++) SUF(gemm_block)(g, b * NB, 0, panels);
+  /* Chunks of 16 blocks, row panel by row panel: each panel writes runs of 16 blocks of
+   * its rows (not one block of every row in turn: up to M streams 4 * N bytes apart), and
+   * the chunk's columns of X stay in L2. Outputs not in cache (96x16x12544): 0.96 -> 0.68
+   * ms; in cache: the same. */
+  const int64_t full = g->N / NB; /* a narrower last block copies X: all panels at once */
+  for (int64_t c0 = begin; c0 < end; c0 += 16) {
+    int64_t c1 = c0 + 16 < end ? c0 + 16 : end;
+    int64_t f1 = c1 < full ? c1 : full;
+    for (int64_t p = 0; p < panels; p++)
+      for (int64_t b = c0; b < f1; b++) SUF(gemm_block)(g, b * NB, p, p + 1);
+    for (int64_t b = f1 > c0 ? f1 : c0; b < c1; b++) SUF(gemm_block)(g, b * NB, 0, panels);
+  }
 }
 
 static void SUF(gemm_rows)(void* data, int64_t begin, int64_t end) {
