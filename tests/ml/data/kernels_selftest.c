@@ -71,7 +71,9 @@ int main(void) {
                     {16, 7, 7, 16, 3, 1, 1, 1, 1}, {48, 17, 18, 48, 5, 1, 2, 1, 2},
                     {16, 14, 14, 16, 3, 2, 0, 1, 0},
                     /* a wide pointwise: more than 16 column blocks and a narrower last */
-                    {8, 29, 31, 13, 1, 1, 0, 0, 1}};
+                    {8, 29, 31, 13, 1, 1, 0, 0, 1},
+                    /* a pointwise tail of 2 columns (N = 50), 35 rows: 5 panels */
+                    {9, 5, 10, 35, 1, 1, 0, 0, 2}};
   for (unsigned t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     int C = cases[t][0], H = cases[t][1], W = cases[t][2], M = cases[t][3], k = cases[t][4];
     int st = cases[t][5], p = cases[t][6], dw = cases[t][7], a = cases[t][8];
