@@ -64,7 +64,16 @@ int main(void) {
                      * 5x5, strides 1 and 2, padded or not */
                     {20, 7, 7, 19, 1, 1, 0, 0, 1}, {12, 14, 14, 21, 1, 1, 0, 0, 2},
                     {40, 7, 7, 16, 1, 1, 0, 0, 0}, {5, 9, 10, 11, 3, 1, 1, 0, 1},
-                    {3, 12, 13, 9, 5, 2, 2, 0, 2}, {2, 10, 11, 8, 3, 2, 0, 0, 1}};
+                    {3, 12, 13, 9, 5, 2, 2, 0, 2}, {2, 10, 11, 8, 3, 2, 0, 0, 1},
+                    /* depthwise with 16 channels in a vector (AVX-512): rows longer than
+                     * 16, short planes, a remainder of channels, 5x5 strides 1 and 2 */
+                    {32, 19, 40, 32, 3, 2, 1, 1, 2}, {37, 9, 22, 37, 5, 2, 2, 1, 1},
+                    {16, 7, 7, 16, 3, 1, 1, 1, 1}, {48, 17, 18, 48, 5, 1, 2, 1, 2},
+                    {16, 14, 14, 16, 3, 2, 0, 1, 0},
+                    /* a wide pointwise: more than 16 column blocks and a narrower last */
+                    {8, 29, 31, 13, 1, 1, 0, 0, 1},
+                    /* a pointwise tail of 2 columns (N = 50), 35 rows: 5 panels */
+                    {9, 5, 10, 35, 1, 1, 0, 0, 2}};
   for (unsigned t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     int C = cases[t][0], H = cases[t][1], W = cases[t][2], M = cases[t][3], k = cases[t][4];
     int st = cases[t][5], p = cases[t][6], dw = cases[t][7], a = cases[t][8];

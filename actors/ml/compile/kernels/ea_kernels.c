@@ -91,6 +91,7 @@ EA_EXPORT int ea_isa_name(TVMValue* args, int* codes, int n, TVMValue* ret, int*
 typedef gemm_args_base ea_gemm_args;
 typedef dw_args_base ea_dw_args;
 typedef dense_args_base ea_dense_args;
+typedef conv_args_base ea_conv_args;
 
 #ifdef EA_X86
 static void gemm_run_avx512(gemm_args_avx512* g) { gemm_avx512(g); }
@@ -114,10 +115,14 @@ EA_API int ea_conv_im2col(const float* a, const float* bias, const float* slope,
                           int kh, int kw, int sh, int sw, int pt, int pl, int64_t Ho, int64_t Wo,
                           int act, float lo, float hi) {
   int64_t K = C * kh * kw, N = Ho * Wo;
-  float* col = ea_scratch(2, (size_t)(K * N));
-  if (!col) return ea_fail("edge-actors kernel: out of memory for im2col");
-  im2col_base(x, col, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo);
-  return ea_conv_gemm(a, bias, slope, col, r, y, M, K, N, act, lo, hi);
+  int64_t rows = 16384 / (K * Wo); /* output rows whose columns fill about 64 KiB */
+  if (rows < 1) rows = 1;
+  if (!ea_scratch(2, (size_t)(K * (rows < Ho ? rows : Ho) * Wo)))
+    return ea_fail("edge-actors kernel: out of memory for im2col");
+  ea_conv_args c = {{a, bias, slope, NULL, r, y, M, K, 0, 0, N, act, lo, hi},
+                    x, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, rows};
+  EA_DISPATCH(conv_run, conv_args, &c);
+  return 0;
 }
 
 EA_API int ea_conv_dw(const float* w, const float* bias, const float* slope, const float* x,
@@ -127,8 +132,9 @@ EA_API int ea_conv_dw(const float* w, const float* bias, const float* slope, con
   ea_dw_args d = {w, bias, slope, x, y, C, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr,
                   act, lo, hi};
 #ifdef EA_X86
-  /* Rows of 8 or fewer outputs would fill half a 16-lane vector: 8 lanes do it in one. */
-  if (ea_isa() == 2 && Wo <= 8) {
+  /* Rows of 8 or fewer outputs would fill half a 16-lane vector: 8 lanes do it in one
+   * (when there are too few channels for the AVX-512 path's 16 in a vector). */
+  if (ea_isa() == 2 && Wo <= 8 && C < 16) {
     dw_run_avx2((dw_args_avx2*)&d);
     return 0;
   }
