@@ -19,11 +19,17 @@ gives the same Python types back (int8/16/64 as plain ``int``).
 Every malformed input raises :class:`EventStreamError` with what was wrong
 and where; a :class:`Decoder` fed a byte stream stops at the first bad
 message (the stream cannot be resynchronised after it).
+
+:class:`Decoder` is the C twin from the native extension
+(``actors._native_eventstream``) when it is built, else :class:`PyDecoder`;
+both give the same results for every input (the tests hold them to it).
 """
 
 from __future__ import annotations
 
 import enum
+import importlib
+import logging
 import struct
 import uuid
 import zlib
@@ -33,6 +39,7 @@ from typing import Any
 __all__ = [
     "MAX_HEADERS",
     "MAX_MESSAGE",
+    "NATIVE",
     "PRELUDE",
     "Decoder",
     "EventStreamError",
@@ -40,6 +47,7 @@ __all__ = [
     "Int8",
     "Int16",
     "Int64",
+    "PyDecoder",
     "decode",
     "encode",
     "encode_headers",
@@ -322,7 +330,7 @@ def is_prelude(data: bytes) -> bool:
     return len(data) >= PRELUDE and _U32.unpack_from(data, 8)[0] == _crc32(data[:8])
 
 
-class Decoder:
+class PyDecoder:
     """Splits a byte stream into messages ``(headers, payload)``.
 
     :meth:`feed` returns the complete messages so far; after a bad one it
@@ -398,3 +406,20 @@ class Decoder:
         if pos < end:
             buffer += memoryview(data)[pos:]
         return out
+
+
+_native: Any
+try:
+    _native = importlib.import_module("actors._native_eventstream")
+except ImportError:  # pragma: no cover - exercised by the no-extension CI leg
+    _native = None
+    logging.getLogger("actors.ipc").info(
+        "actors._native_eventstream is not built: the IPC socket uses the pure-Python "
+        "eventstream codec (slower); reinstall with a C compiler to build it")
+else:
+    _native.init(check_prelude, _body, decode_headers, EventStreamError, MAX_MESSAGE,
+                 MAX_HEADERS)
+
+NATIVE = _native is not None
+"""Whether :class:`Decoder` (and ``_rpc.Template``) are the native extension's."""
+Decoder: type[PyDecoder] = _native.Decoder if _native is not None else PyDecoder

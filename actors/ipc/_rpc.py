@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import _eventstream
 from ._eventstream import MAX_HEADERS, MAX_MESSAGE, EventStreamError, encode, encode_headers
 
 if TYPE_CHECKING:
@@ -64,10 +65,11 @@ def operation_header(full_name: str) -> bytes:
     return encode_headers({"operation": full_name})
 
 
-class Template:
+class PyTemplate:
     """The messages of one kind (type, flags and extra headers) but for their stream id
     and payload: the header block around the stream id is encoded once, and so are the
-    prelude and its CRC for each message size seen (the sizes of one kind repeat)."""
+    prelude and its CRC for each message size seen (the sizes of one kind repeat).
+    :class:`Template` is its C twin from the native extension, when that is built."""
 
     __slots__ = ("_leads", "after", "before", "headers_len")
 
@@ -109,11 +111,14 @@ class Template:
         return lead
 
 
-_TEMPLATES: dict[tuple[int, int, str, str | None], Template] = {}
+Template: type[PyTemplate] = (_eventstream._native.Template if _eventstream._native is not None
+                              else PyTemplate)
+
+_TEMPLATES: dict[tuple[int, int, str, str | None], PyTemplate] = {}
 
 
 def template(message_type: int, flags: int, shape: str, operation: str | None = None
-             ) -> Template:
+             ) -> PyTemplate:
     """The :class:`Template` of the messages of ``shape`` (the first message of a stream
     names its ``operation``)."""
     key = (message_type, flags, shape, operation)
@@ -129,10 +134,10 @@ def template(message_type: int, flags: int, shape: str, operation: str | None = 
     return found
 
 
-_RESPONSES: dict[str, Template] = {}
+_RESPONSES: dict[str, PyTemplate] = {}
 
 
-def response(op: Operation) -> Template:
+def response(op: Operation) -> PyTemplate:
     """The :class:`Template` of ``op``'s unary response (ending its stream)."""
     found = _RESPONSES.get(op.response_shape)
     if found is None:

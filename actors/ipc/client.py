@@ -222,10 +222,10 @@ def _connect_message(token: str, component_name: str | None) -> bytes:
     return _rpc.connect(token)
 
 
-_REQUESTS: dict[str, _rpc.Template] = {}
+_REQUESTS: dict[str, _rpc.PyTemplate] = {}
 
 
-def _request(op: str | Operation, request: dict[str, Any]) -> tuple[_rpc.Template, bytes]:
+def _request(op: str | Operation, request: dict[str, Any]) -> tuple[_rpc.PyTemplate, bytes]:
     """The template and payload of a request (fields set to None left out): encoded
     before a stream id is taken, so that a request that cannot be encoded (orjson's
     TypeError) leaves no gap in the stream ids, which the runtime would refuse."""

@@ -184,14 +184,9 @@ def test_round_trip_property(headers: dict[str, Any], payload: bytes) -> None:
     assert decode(encode(headers, payload)) == (headers, payload)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(header_maps, st.binary(max_size=64), st.data())
-def test_mutated_messages_decode_or_raise_eventstream_error(
-        headers: dict[str, Any], payload: bytes, data: st.DataObject) -> None:
-    """Flipped bytes, cut or extended messages, fixed-up CRCs: never anything but a clean
-    EventStreamError (or, where the mutation kept it valid, a message)."""
-    raw = bytearray(encode(headers, payload))
-    for _ in range(data.draw(st.integers(1, 4))):
+def mutate(raw: bytearray, data: st.DataObject, least: int) -> None:
+    """Up to 4 (at least ``least``) flipped bytes, cuts, extensions and wrong lengths."""
+    for _ in range(data.draw(st.integers(least, 4))):
         kind = data.draw(st.sampled_from(["flip", "cut", "extend", "length"]))
         if kind == "flip" and raw:
             i = data.draw(st.integers(0, len(raw) - 1))
@@ -202,7 +197,17 @@ def test_mutated_messages_decode_or_raise_eventstream_error(
             raw += data.draw(st.binary(min_size=1, max_size=16))
         elif kind == "length" and len(raw) >= 8:
             struct.pack_into(">I", raw, data.draw(st.sampled_from([0, 4])),
-                             data.draw(st.integers(0, 1 << 32 - 1)))
+                             data.draw(st.integers(0, (1 << 32) - 1)))
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(header_maps, st.binary(max_size=64), st.data())
+def test_mutated_messages_decode_or_raise_eventstream_error(
+        headers: dict[str, Any], payload: bytes, data: st.DataObject) -> None:
+    """Flipped bytes, cut or extended messages, fixed-up CRCs: never anything but a clean
+    EventStreamError (or, where the mutation kept it valid, a message)."""
+    raw = bytearray(encode(headers, payload))
+    mutate(raw, data, 1)
     if data.draw(st.booleans()) and len(raw) >= 16:  # make the CRCs right again
         struct.pack_into(">I", raw, 8, zlib.crc32(raw[:8]))
         struct.pack_into(">I", raw, len(raw) - 4, zlib.crc32(raw[:-4]))
