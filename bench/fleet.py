@@ -91,6 +91,10 @@ class SimulatedRuntime:
     thing_name: str
     status: dict[str, _Status] = field(default_factory=dict)
     records: list[Any] = field(default_factory=list)
+    deployed: dict[str, tuple[str | None, dict[str, str]]] = field(default_factory=dict)
+
+    def groups(self) -> dict[str, tuple[str | None, dict[str, str]]]:
+        return dict(self.deployed)
 
     def on_state(self, listener: Any) -> None:
         pass
@@ -108,6 +112,9 @@ class SimulatedRuntime:
         await anyio.lowlevel.checkpoint()
         for name, version in request.merge.items():
             self.status[name] = _Status(version)
+        roots = {n: v for n, v in self.deployed.get(request.group, (None, {}))[1].items()
+                 if n not in request.remove}
+        self.deployed[request.group] = (request.deployment_id, {**roots, **request.merge})
         record = DeploymentRecord(request.deployment_id, request.group,
                                   DeploymentStatus.SUCCEEDED, DetailedStatus.SUCCESSFUL, "",
                                   time.time(), time.time(),
