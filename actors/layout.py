@@ -2,7 +2,8 @@
 
     <root>/
     ├── .lock                    held by the running runtime (nucleus)
-    ├── state.json               what is deployed: groups, versions, configuration (deploy)
+    ├── state.json               what is deployed: groups (each with the deployment in
+    │                            place), versions, configuration (deploy)
     ├── deployments/
     │   ├── current.json         the deployment in progress and the state before it (deploy)
     │   └── history.json         the last deployments' records (deploy)

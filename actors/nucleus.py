@@ -241,6 +241,11 @@ class Nucleus(Listeners):
     def history(self) -> list[DeploymentRecord]:
         return DeploymentActor.history_at(self.root)
 
+    def groups(self) -> dict[str, tuple[str | None, dict[str, str]]]:
+        """Each group deployed here: the id of the deployment in place (its roots were
+        set by it, or kept by a rollback to it) and its root components by name."""
+        return DeploymentActor.groups_at(self.root)
+
     # -- components --------------------------------------------------------
 
     @property

@@ -87,7 +87,8 @@ HISTORY_LENGTH = 20
 
 
 def empty_state() -> dict[str, Any]:
-    return {"groups": {}, "components": {}}
+    # "deployments": group -> the deployment that set its roots (absent in older files).
+    return {"groups": {}, "components": {}, "deployments": {}}
 
 
 def artifact_spec(artifact: Artifact) -> ArtifactSpec:
@@ -351,6 +352,16 @@ class DeploymentActor(Actor):
                       describe(exc))
 
     @staticmethod
+    def groups_at(root: Path) -> dict[str, tuple[str | None, dict[str, str]]]:
+        """Each group's deployment in place and its root components (name -> version),
+        from the deployed state under a runtime root (works offline). The deployment is
+        None for a group deployed before the state recorded it."""
+        state = JsonStore(Layout(root).state).load(empty_state())
+        deployments = state.get("deployments") or {}
+        return {group: (deployments.get(group), dict(roots))
+                for group, roots in state["groups"].items()}
+
+    @staticmethod
     def history_at(root: Path) -> list[DeploymentRecord]:
         """The recorded deployments under a runtime root, oldest first (works offline)."""
         store = JsonStore(Layout(root).history)
@@ -582,8 +593,13 @@ class DeploymentActor(Actor):
                             "nothing to remove", request.deployment_id, name, request.group)
             roots.pop(name, None)
         roots.update(request.merge)
+        # Which deployment made each group's roots what they are: saved with them, so it
+        # is restored with them on a rollback, and survives a crash as they do.
+        deployments = dict(previous.get("deployments") or {})
+        deployments[request.group] = request.deployment_id
         if not roots:
             del groups[request.group]
+            del deployments[request.group]
         chosen = resolve(groups, available)
         unknown = set(request.configuration_update) - set(chosen)
         if unknown:
@@ -601,7 +617,7 @@ class DeploymentActor(Actor):
                                   request.configuration_update.get(name))
             components[name] = {"version": recipe.version, "configuration": config}
         used = {(n, r.version) for n, r in chosen.items()}
-        return ({"groups": groups, "components": components},
+        return ({"groups": groups, "components": components, "deployments": deployments},
                 [r for r in new_recipes if (r.name, r.version) in used])
 
     # -- switching the running set ----------------------------------------

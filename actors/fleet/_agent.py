@@ -19,10 +19,18 @@ SUCCEEDED or FAILED with the detailed status, the cause and each component's
 version and state, or REJECTED (nothing changed) when the document is not one
 it can take; and its health on ``fleet/things/<thing>/status``.
 
-Notices are handled once: a deployment already recorded (in the agent's state
-or in the runtime's history, e.g. one rolled back after a kill -9) is reported
-again, not applied again. Of several notices for one group waiting, only the
-newest is applied; the ones it replaced are reported CANCELED.
+Notices are handled once: a deployment already reported (while this agent runs),
+in the runtime's history (e.g. one rolled back after a kill -9) or in place as
+its group's deployment is reported again, or left as it was, never applied
+again. Of several notices for one group waiting, only the newest is applied;
+the ones it replaced are reported CANCELED.
+
+The agent keeps no file of its own: what it must know across a restart is the
+runtime's, written with each deployment (crash-safe, rolled back with it): each
+group's deployment in place and root components (:meth:`Nucleus.groups`) and
+the deployments' records (:meth:`Nucleus.history`). A device hosting many
+simulated devices, or a real one, pays no disk write of the agent's per
+deployment.
 
 A canceled deployment's notice is replaced by one that says ``"canceled":
 true`` (``fleet cancel``, or a rollout stopped): a device that has not started
@@ -45,11 +53,10 @@ import anyio.abc
 import orjson
 
 from ..artifacts import S3Settings
-from ..config import JsonStore
 from . import _topics as topics
 from ._errors import FleetError
 from ._link import BrokerSettings, Link
-from ._model import ExecutionStatus, FleetDeployment
+from ._model import TARGET_KINDS, ExecutionStatus, FleetDeployment
 from ._registry import Registry
 from ._s3 import RegistryUrl
 
@@ -75,8 +82,8 @@ class DeviceAgent:
         self.registry_url = RegistryUrl.parse(registry) if isinstance(registry, str) \
             else registry
         self.s3 = s3
-        self.folder = nucleus.root / "fleet"
-        self.store = JsonStore(self.folder / "agent.json")
+        # In memory only: "groups" is read from the runtime at start and follows its
+        # deployments; "reported" answers a notice sent again while this agent runs.
         self.state: dict[str, Any] = {"groups": {}, "reported": {}}
         self.health_interval = health_interval
         self.link = Link(
@@ -100,8 +107,7 @@ class DeviceAgent:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
-        self.state = await anyio.to_thread.run_sync(self.store.load,
-                                                    {"groups": {}, "reported": {}})
+        self.state = {"groups": await anyio.to_thread.run_sync(self._groups), "reported": {}}
         self.nucleus.on_state(lambda name, state, reason: self._health_due.set())
         async with self._stack, anyio.create_task_group() as tg:
             # One S3 client for the agent's life, made and connected (one HEAD request)
@@ -118,6 +124,23 @@ class DeviceAgent:
             tg.start_soon(self._work)
             tg.start_soon(self._health)
             task_status.started()
+
+    def _groups(self) -> dict[str, dict[str, Any]]:
+        """The fleet groups deployed here, from the runtime: each one's deployment in
+        place and root components."""
+        history = None
+        out = {}
+        for group, (deployment_id, roots) in self.nucleus.groups().items():
+            if group.partition("/")[0] not in TARGET_KINDS:
+                continue  # a local deployment's
+            if deployment_id is None:  # deployed before the runtime recorded it
+                history = self.nucleus.history() if history is None else history
+                deployment_id = next((r.deployment_id for r in reversed(history)
+                                      if r.group == group and r.detailed_status in (
+                                          "SUCCESSFUL", "FAILED_ROLLBACK_NOT_REQUESTED")),
+                                     None)
+            out[group] = {"deploymentId": deployment_id, "roots": roots}
+        return out
 
     def _on_connect(self) -> None:
         self.link.publish(topics.connection(self.thing), orjson.dumps({"connected": True}),
@@ -192,6 +215,11 @@ class DeviceAgent:
                         if r.deployment_id == deployment_id), None)
         if earlier is not None:  # e.g. rolled back at start after a kill -9 mid-deployment
             await self._finish(group, deployment_id, None, earlier)
+            return
+        if self.state["groups"].get(group, {}).get("deploymentId") == deployment_id:
+            # In place, its record gone from the runtime's short history: its retained
+            # report (acknowledged by the broker long ago) stands; nothing to do.
+            log.info("%s: deployment %s is in place already", self.thing, deployment_id)
             return
         if deployment_id in self._cancel_asked:
             await self._canceled(group, deployment_id)
@@ -296,17 +324,16 @@ class DeviceAgent:
 
     async def _record(self, group: str, deployment_id: str, status: ExecutionStatus,
                       report: dict[str, Any]) -> None:
-        """Send ``report`` and keep it (a notice sent again is answered with it), durably.
-        Sent first: the result does not wait for the disk. A crash before the save
-        loses nothing: the notice comes again and the runtime's history (or, for a
-        document refused or a deployment canceled before it started, the same
-        decision made again) gives the same report."""
+        """Send ``report`` and keep it in memory (a notice sent again is answered with
+        it). Nothing is written here: after a restart the notice comes again and the
+        runtime's history or groups (written with the deployment, before its result
+        came back) give the same report, or, for a document refused or a deployment
+        canceled before it started, the same decision is made again."""
         reported = self.state["reported"]
         reported[deployment_id] = report
         for old in list(reported)[:-REPORTED_KEEP]:
             del reported[old]
         self._publish_update(deployment_id, report)
-        await anyio.to_thread.run_sync(self.store.save, self.state)
         self.applied += 1
         self.last = {"deploymentId": deployment_id, "groupName": group, "status": str(status)}
         self._health_due.set()

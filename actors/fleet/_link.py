@@ -11,7 +11,9 @@ Messages are handed to paho as they come (up to 64 awaiting their PUBACK), and
 the PUBACK removes them from the outbox: no task, timer or task group per
 message (a fleet's devices send two or three messages a deployment each, and
 that bookkeeping was most of their CPU). One watchdog ends a connection whose
-oldest PUBACK is overdue; the next connection sends the outbox again.
+oldest PUBACK is overdue; the next connection sends the outbox again. Messages
+received are handed to ``on_message`` as paho reads them, without a task each
+either.
 """
 
 from __future__ import annotations
@@ -179,9 +181,11 @@ class Link:
                     client.pending_calls_threshold = 1 << 16
                     self.connections += 1
                     delay = s.reconnect_min
+                    # Set before subscribing: the retained messages follow the SUBACK.
+                    client.on_message = self._receive
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._receive, client)
                         tg.start_soon(self._watch_pubacks)
+                        tg.start_soon(self._watch_connection, client)
                         for topic_filter in self.subscriptions:
                             granted = await client.subscribe(topic_filter, qos=1)
                             if any(_code(g) >= 0x80 for g in granted):
@@ -203,15 +207,26 @@ class Link:
             await anyio.sleep(delay)
             delay = min(delay * 2, s.reconnect_max)
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            self.received += 1
-            payload = message.payload
-            if isinstance(payload, str):
-                payload = payload.encode()
-            elif not isinstance(payload, bytes | bytearray):
-                payload = b"" if payload is None else str(payload).encode()
-            self.on_message(str(message.topic), bytes(payload))
+    def _receive(self, topic: str, payload: bytes) -> None:
+        # Called by paho as it reads the socket: an error here is this message's, logged,
+        # not the connection's.
+        self.received += 1
+        try:
+            self.on_message(topic, bytes(payload))
+        except Exception:
+            log.exception("%s: handling a message on %s", self.settings.client_id, topic)
+
+    @staticmethod
+    async def _watch_connection(client: Client) -> None:
+        # Nothing iterates aiomqtt's messages (which would raise when the connection
+        # drops): this ends the connection's task group when paho says it is gone.
+        import aiomqtt
+
+        disconnected = client._disconnected  # aiomqtt keeps it there
+        await asyncio.wait([disconnected])  # not cancelling the future when cancelled
+        if not disconnected.cancelled():
+            disconnected.result()  # the MqttError that ended it
+        raise aiomqtt.MqttError("disconnected")
 
     async def _send(self, client: Client) -> None:
         # Every message not acknowledged goes again on a new connection, oldest first.

@@ -256,6 +256,10 @@ def _shown(value: Any) -> str:
         if isinstance(value, (str, int, float, bool, list, dict)) else repr(value)
 
 
+# A fleet deployment's target, which is the group of its deployments on a device.
+TARGET_KINDS = ("thinggroup", "thing")
+
+
 @dataclass(frozen=True)
 class FleetDeployment:
     """One fleet deployment: what a target (a thing group or a thing) should run."""
@@ -277,7 +281,7 @@ class FleetDeployment:
 
     def __post_init__(self) -> None:
         kind, _, name = self.target.partition("/")
-        if kind not in ("thinggroup", "thing") or not name:
+        if kind not in TARGET_KINDS or not name:
             raise FleetError(f"--target {self.target!r}: expected thinggroup/NAME or thing/NAME")
         deployment_policies(self.policies_json())  # the same checks as a document's
         unknown = set(self.configuration_update) - set(self.components) - set(self.recipes)

@@ -14,6 +14,14 @@ registration unless paho still holds the very socket it was made for.
 ``on_puback(mid)``. aiomqtt's own ``publish`` waits for the PUBACK in the caller, so a
 window of QoS 1 messages in flight costs a task, an event and a pending-call record
 per message: that was most of the MQTT bridge's cost per message.
+
+A connect cancelled while it waits for the CONNACK no longer makes the later close of
+its socket raise CancelledError in the event loop's reader callback (see
+``_on_disconnect``).
+
+With ``on_message`` set, each message received is handed to it (topic, payload) as
+paho reads it, instead of going through aiomqtt's queue, whose iterator makes a task
+and an ``asyncio.wait`` per message.
 """
 
 from __future__ import annotations
@@ -61,6 +69,9 @@ class Client(aiomqtt.Client):
         self._loop = _GuardedLoop(self._loop, self)  # type: ignore[assignment]
         #: Called with the packet id of each publish the broker acknowledged (in the loop).
         self.on_puback: Callable[[int], None] | None = None
+        #: Called with (topic, payload) of each message received (in the loop), instead of
+        #: queueing it for ``messages``.
+        self.on_message: Callable[[str, bytes], None] | None = None
 
     def publish_nowait(self, topic: str, payload: bytes, qos: int, retain: bool,
                        properties: Any = None) -> int:
@@ -70,6 +81,27 @@ class Client(aiomqtt.Client):
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         return int(info.mid)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any = None) -> None:
+        # A connect cancelled while it waited for the CONNACK leaves aiomqtt's
+        # ``_connected`` future cancelled, and the socket open: when it closes later,
+        # aiomqtt asks that future for its exception, which raises CancelledError out of
+        # the loop's reader callback. Nobody waits for this connection any more.
+        if self._connected.cancelled():
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.on_message is None:
+            super()._on_message(client, userdata, message)
+            return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # not MQTT: a topic is UTF-8
+            self._logger.warning("dropping a message whose topic is not UTF-8")
+            return
+        self.on_message(topic, message.payload)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:

@@ -76,6 +76,30 @@ async def test_do_nothing_keeps_the_failed_state(tmp_path: Path) -> None:
     assert state(root)["components"]["test.Svc"]["version"] == "2.0.0"  # type: ignore[index]
 
 
+async def test_each_group_keeps_the_deployment_in_place(tmp_path: Path) -> None:
+    """state.json records which deployment set each group's roots: kept by a rollback,
+    taken by a DO_NOTHING failure, gone with the group's last root."""
+    root, recipes = tmp_path / "root", tmp_path / "recipes"
+    service(recipes, "1.0.0")
+    service(recipes, "2.0.0", install="exit 1")
+    async with Nucleus(root) as nucleus:
+        assert nucleus.groups() == {}
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes, merge={"test.Svc": "1.0.0"},
+                                               group="g", deployment_id="first"))
+        assert nucleus.groups() == {"g": ("first", {"test.Svc": "1.0.0"})}
+        await nucleus.deploy(DeploymentRequest(recipe_dir=recipes, merge={"test.Svc": "2.0.0"},
+                                               group="g", deployment_id="rolled-back"))
+        assert nucleus.groups() == {"g": ("first", {"test.Svc": "1.0.0"})}
+        await nucleus.deploy(DeploymentRequest(
+            recipe_dir=recipes, merge={"test.Svc": "2.0.0"}, group="g",
+            deployment_id="kept", failure_handling=FailureHandling.DO_NOTHING))
+        assert nucleus.groups() == {"g": ("kept", {"test.Svc": "2.0.0"})}
+        await nucleus.deploy(DeploymentRequest(remove=["test.Svc"], group="g",
+                                               deployment_id="emptied"))
+        assert nucleus.groups() == {}
+    assert state(root)["deployments"] == {}
+
+
 async def test_a_plan_failure_changes_nothing(tmp_path: Path) -> None:
     root, recipes = tmp_path / "root", tmp_path / "recipes"
     service(recipes, "1.0.0")
@@ -106,7 +130,7 @@ async def test_configuration_updates_and_removal(tmp_path: Path) -> None:
         assert removed.detailed_status is DetailedStatus.SUCCESSFUL
         assert "test.Svc" not in nucleus.status
     assert runs(root) == ["1.0.0 hello", "1.0.0 bonjour", "1.0.0 hello"]
-    assert state(root) == {"groups": {}, "components": {}}
+    assert state(root) == {"groups": {}, "components": {}, "deployments": {}}
     assert not list((root / "packages" / "recipes").iterdir())  # garbage-collected
 
 

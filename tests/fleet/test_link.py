@@ -4,6 +4,7 @@ and the outbox goes again on the next connection, the newest message under each 
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,3 +67,43 @@ async def test_a_frozen_broker_is_left_and_the_outbox_goes_again(broker: mq.Mosq
     assert seen["t"] == {"frozen": 2}
     assert {t: seen.get(t) for t in (f"t{i}" for i in range(100))} == {
         f"t{i}": {"n": i} for i in range(100)}
+
+
+async def test_messages_go_to_the_callback_and_a_failing_one_keeps_the_connection(
+        broker: mq.Mosquitto) -> None:
+    """Received messages are handed to ``on_message`` as paho reads them, not queued for
+    aiomqtt's iterator (a task each); an error in the handler is that message's."""
+    from actors.fleet._status import publish_once
+
+    settings = BrokerSettings("127.0.0.1", broker.port, client_id="link-in", tls=False)
+    got: list[tuple[str, bytes]] = []
+
+    def on_message(topic: str, payload: bytes) -> None:
+        if payload == b"bad":
+            raise ValueError("a handler's bug")
+        got.append((topic, payload))
+
+    await publish_once(dataclasses.replace(settings, client_id="link-pub"),
+                       "test/in/retained", b"kept", retain=True)
+    link = Link(settings, ["test/in/#"], on_message)
+    async with anyio.create_task_group() as tg:
+        await tg.start(link.run)
+        with anyio.fail_after(10):
+            await link.wait_connected()
+        for payload in (b"bad", b"after"):
+            await publish_once(dataclasses.replace(settings, client_id="link-pub"),
+                               "test/in/live", payload)
+        with anyio.fail_after(10):
+            while len(got) < 2:
+                await anyio.sleep(0.02)
+        client = link._client
+        assert client is not None and len(client.messages) == 0  # nothing queued
+        assert link.received == 3 and link.connections == 1
+        # Nothing in flight and no iterator over aiomqtt's messages: a dropped
+        # connection is still noticed, and made again.
+        broker.restart()
+        with anyio.fail_after(20):
+            while link.connections < 2 or not link.connected:
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert got[:2] == [("test/in/retained", b"kept"), ("test/in/live", b"after")]

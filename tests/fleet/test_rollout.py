@@ -266,3 +266,37 @@ async def test_fleet_cancel_without_a_controller(fleet: Fleet) -> None:
         async with fleet.registry() as registry:
             assert await registry.exists(registry.cancel_key(deployment_id))
         tg.cancel_scope.cancel()
+
+
+async def test_a_restarted_agent_takes_its_groups_from_the_runtime(fleet: Fleet) -> None:
+    """The agent keeps no file of its own: after a restart the runtime's deployed state
+    tells it each group's deployment in place and roots. A new deployment to the group
+    then removes the root it drops and clears the replaced deployment's retained report;
+    the retained notice of the deployment in place, its record gone from the runtime's
+    short history, is not applied again."""
+    await fleet.publish({"test.Runtime": "1.0.0", "test.Model": "1.0.0"})
+    async with fleet.registry() as registry:
+        await registry.add_to_group("restart", ["dev-r"])
+    async with devices(fleet, ["dev-r"]) as running:
+        first = await fleet.deploy("thinggroup/restart",
+                                   {"test.Runtime": "1.0.0", "test.Model": "1.0.0"})
+        assert first.counts() == {"SUCCEEDED": 1}, first.to_json()
+        await running["dev-r"].agent.link.wait_sent()
+    root = fleet.folder / "devices" / "dev-r"
+    assert not (root / "fleet").exists()  # nothing of the agent's own on disk
+    (root / "deployments" / "history.json").unlink()  # as if 20 deployments had passed
+    first_id = first.deployment.deployment_id
+    async with devices(fleet, ["dev-r"]) as running:
+        device = running["dev-r"]
+        assert device.agent.state["groups"] == {"thinggroup/restart": {
+            "deploymentId": first_id,
+            "roots": {"test.Runtime": "1.0.0", "test.Model": "1.0.0"}}}
+        assert device.agent.health()["groups"] == {"thinggroup/restart": first_id}
+        second = await fleet.deploy("thinggroup/restart", {"test.Runtime": "1.0.0"})
+        assert second.counts() == {"SUCCEEDED": 1}, second.to_json()
+        assert versions(device) == {"test.Runtime": "1.0.0"}
+        # The first deployment's notice came again on connecting: not applied again.
+        assert [r.deployment_id for r in device.nucleus.history()] == [
+            second.deployment.deployment_id]
+        await device.agent.link.wait_sent()
+    assert await retained(fleet.settings(), update_filter(first_id)) == {}
