@@ -17,7 +17,8 @@ per message: that was most of the MQTT bridge's cost per message.
 
 A connect cancelled while it waits for the CONNACK no longer makes the later close of
 its socket raise CancelledError in the event loop's reader callback (see
-``_on_disconnect``).
+``_on_disconnect``), and leaving the client reads the error of an unexpected
+disconnection, which nothing else may have read (see ``__aexit__``).
 
 With ``on_message`` set, each message received is handed to it (topic, payload) as
 paho reads it, instead of going through aiomqtt's queue, whose iterator makes a task
@@ -81,6 +82,17 @@ class Client(aiomqtt.Client):
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         return int(info.mid)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            # aiomqtt reads an unexpected disconnection's error where ``messages`` is
+            # iterated; with ``on_message`` set nothing iterates it, and asyncio would
+            # report the error as never retrieved. Whoever needed it has seen it by now.
+            disconnected = self._disconnected
+            if disconnected.done() and not disconnected.cancelled():
+                disconnected.exception()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import anyio
 import pytest
@@ -47,3 +48,33 @@ async def _connect(client: Client, scope: anyio.CancelScope) -> None:
     with scope:
         async with client:
             await anyio.sleep_forever()
+
+
+async def test_an_unexpected_disconnection_is_not_left_unretrieved() -> None:
+    """With ``on_message`` set nothing iterates ``messages``, which is what reads the
+    error of an unexpected disconnection in aiomqtt: leaving the client must read it, or
+    asyncio reports "Future exception was never retrieved" (the loop guard would see it
+    when the future is collected)."""
+    closed = anyio.Event()
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        await stream.receive()  # the CONNECT
+        await stream.send(b"\x20\x02\x00\x00")  # CONNACK, accepted (MQTT 3.1.1)
+        await anyio.sleep(0.1)
+        await stream.aclose()  # the broker goes
+        closed.set()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        client = Client("127.0.0.1", port, identifier="dropped", timeout=10)
+        client.on_message = lambda topic, payload: None
+        async with client:
+            with anyio.fail_after(10):
+                await closed.wait()
+                while not client._disconnected.done():
+                    await asyncio.sleep(0.02)
+        del client  # its future's error is not read here: that is the client's job
+        gc.collect()  # a future never retrieved is reported when it is collected
+        tg.cancel_scope.cancel()
